@@ -1,0 +1,32 @@
+"""The contract every grounding backend fulfils. The pipeline only talks to this."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Protocol, Tuple
+
+from ..core.types import GroundingResult, RGBDFrame
+
+
+class BackendUnsupported(RuntimeError):
+    """The backend cannot do this (e.g. the tabletop backend has no language model for free-form questions)."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def detect(self, frame: RGBDFrame) -> GroundingResult:
+        """Every object the backend can find."""
+
+    def ground(self, frame: RGBDFrame, phrases: List[str]) -> GroundingResult:
+        """Boxes for the objects the phrases describe (e.g. ["red mug", "laptop"])."""
+
+    def ground_question(self, frame: RGBDFrame, question: str) -> GroundingResult:
+        """Boxes for the objects a whole question mentions (N3D auto-split turn 1)."""
+
+    def answer_freeform(
+        self, frame: RGBDFrame, question: str, grounding: GroundingResult
+    ) -> Tuple[str, str]:
+        """(final answer, reasoning) from a model's second turn; raises BackendUnsupported if there is no model."""
+
+    def close(self) -> None:
+        """Free memory (GPU) held by the backend."""
