@@ -1,0 +1,117 @@
+"""Arguments shared by the subcommands that run the pipeline on a frame read from files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..core.types import InputError, RGBDFrame
+from ..pipeline import BACKENDS, DTYPES, QUANTIZATIONS, SAMPLINGS, Pipeline, PipelineConfig
+
+
+def add_frame_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("frame (either --scene DIR or --color/--depth/--intrinsics)")
+    group.add_argument("--scene", type=Path, help="a directory written by `n3d scene`")
+    group.add_argument("--color", type=Path, help="colour image (PNG/JPEG, read as RGB)")
+    group.add_argument("--depth", type=Path,
+                       help="depth aligned to colour: 16-bit PNG in millimetres, or .npy float metres")
+    group.add_argument("--intrinsics", type=Path,
+                       help="JSON {width, height, k[9], d, distortion_model, frame_id} (sensor_msgs/CameraInfo "
+                            "fields) or {width, height, fx, fy, cx, cy}")
+
+
+def add_pipeline_args(parser: argparse.ArgumentParser, default_backend: str = "n3d") -> None:
+    group = parser.add_argument_group("pipeline")
+    group.add_argument("--backend", choices=BACKENDS, default=default_backend)
+    group.add_argument("--model", default=PipelineConfig.model, help="hub id or local checkpoint directory")
+    group.add_argument("--device", default="auto")
+    group.add_argument("--dtype", choices=DTYPES, default=PipelineConfig.dtype)
+    group.add_argument("--quantization", choices=QUANTIZATIONS, default="")
+    group.add_argument("--sampling", choices=SAMPLINGS, default="greedy")
+    group.add_argument("--max-new-tokens", type=int, default=PipelineConfig.max_new_tokens)
+    group.add_argument("--refine", action="store_true", help="refit boxes to the measured depth")
+    group.add_argument("--min-range", type=float, default=PipelineConfig.min_range_m, help="metres")
+    group.add_argument("--max-range", type=float, default=PipelineConfig.max_range_m, help="metres")
+
+
+def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
+    return Pipeline.from_config(PipelineConfig(
+        backend=args.backend, model=args.model, device=args.device, dtype=args.dtype,
+        quantization=args.quantization, sampling=args.sampling, max_new_tokens=args.max_new_tokens,
+        refine=args.refine, min_range_m=args.min_range, max_range_m=args.max_range,
+    ))
+
+
+def camera_from_json(path: Path):
+    from ..core.camera import camera_from_info
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    if "k" not in data and "K" not in data:
+        missing = [key for key in ("width", "height", "fx", "fy", "cx", "cy") if key not in data]
+        if missing:
+            raise InputError(f"{path}: intrinsics need k[9] or fx, fy, cx, cy; missing {missing}")
+        data["k"] = [data["fx"], 0.0, data["cx"], 0.0, data["fy"], data["cy"], 0.0, 0.0, 1.0]
+    return camera_from_info(
+        int(data["width"]), int(data["height"]), data.get("k", data.get("K")),
+        d=tuple(data.get("d", data.get("D", ()))),
+        distortion_model=data.get("distortion_model", "plumb_bob"),
+        frame_id=data.get("frame_id", "camera_color_optical_frame"),
+    )
+
+
+def read_color(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"{path}: cannot read a colour image (exists: {Path(path).exists()})")
+    return np.ascontiguousarray(image[:, :, ::-1])  # OpenCV reads BGR
+
+
+def read_depth(path: Path, min_range_m: float, max_range_m: float) -> np.ndarray:
+    from ..core.images import decode_depth
+
+    path = Path(path)
+    if path.suffix == ".npy":
+        depth = np.load(path)
+        if depth.ndim != 2 or depth.dtype.kind != "f":
+            raise InputError(f"{path}: .npy depth must be an HxW float array in metres, got {depth.shape} {depth.dtype}")
+        encoding = "32FC1"
+        depth = depth.astype(np.float32)
+    else:
+        import cv2
+
+        depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if depth is None:
+            raise InputError(f"{path}: cannot read a depth image (exists: {path.exists()})")
+        if depth.dtype != np.uint16 or depth.ndim != 2:
+            raise InputError(f"{path}: depth PNG must be single-channel 16-bit millimetres, got {depth.dtype} "
+                             f"with shape {depth.shape}")
+        encoding = "16UC1"
+    height, width = depth.shape
+    return decode_depth(depth.tobytes(), encoding, width, height,
+                        min_range_m=min_range_m, max_range_m=max_range_m)
+
+
+def frame_from_args(args: argparse.Namespace) -> RGBDFrame:
+    if args.scene is not None:
+        color, depth, intrinsics = args.scene / "color.png", args.scene / "depth.png", args.scene / "camera_info.json"
+    else:
+        missing = [name for name in ("color", "depth", "intrinsics") if getattr(args, name) is None]
+        if missing:
+            raise InputError("give --scene DIR or all of --color, --depth, --intrinsics (missing: "
+                             + ", ".join("--" + m for m in missing) + ")")
+        color, depth, intrinsics = args.color, args.depth, args.intrinsics
+    camera = camera_from_json(intrinsics)
+    return RGBDFrame(color=read_color(color), depth=read_depth(depth, args.min_range, args.max_range),
+                     camera=camera, frame_id=camera.frame_id)
+
+
+def print_json(payload: dict) -> None:
+    print(json.dumps(payload, indent=2))

@@ -1,0 +1,193 @@
+"""One pipeline for the CLI, the ROS node and the benchmarks.
+
+frame -> (backend: point map -> model -> boxes) -> optional depth refinement -> reasoning -> Answer.
+
+The pipeline owns the order of the stages and the policy for who answers a question:
+explicit 3D reasoning in code whenever the question parser maps the question to an operation,
+otherwise the backend's language model (N3D-VLM turn 2). It never raises for a bad question or a
+frame it cannot use: it returns an Answer with success False and a message saying why.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+from .backends.base import Backend, BackendUnsupported
+from .core.types import Answer, GroundingResult, InputError, RGBDFrame
+
+BACKENDS = ("tabletop", "n3d")
+DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZATIONS = ("", "4bit", "8bit")
+SAMPLINGS = ("greedy", "official")
+
+# Chat-template control sequences of the Qwen family (<|im_start|>, <|vision_end|>, ...). The engine also
+# tokenises user text so that it can never yield special ids; refusing them here gives the user a clear reason.
+_CONTROL_TOKEN = re.compile(r"<\|[^|<>]{0,40}\|>")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    backend: str = "tabletop"
+    model: str = "yuxinhk/N3D-VLM"
+    device: str = "auto"
+    dtype: str = "bfloat16"
+    quantization: str = ""
+    sampling: str = "greedy"
+    max_new_tokens: int = 1024
+    refine: bool = False
+    min_range_m: float = 0.1
+    max_range_m: float = 10.0
+    max_query_chars: int = 500
+
+    def validated(self) -> "PipelineConfig":
+        """Return self, or raise InputError naming the first bad field and its allowed values."""
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("quantization", self.quantization, QUANTIZATIONS)
+        _check_choice("sampling", self.sampling, SAMPLINGS)
+        if not self.model.strip():
+            raise InputError("model must be a hub id (e.g. yuxinhk/N3D-VLM) or a local checkpoint directory")
+        if self.device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
+            raise InputError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise InputError(f"max_new_tokens must be in [1, 4096] (the official limit), got {self.max_new_tokens}")
+        if not 0.0 <= self.min_range_m < self.max_range_m:
+            raise InputError(f"need 0 <= min_range_m < max_range_m, got {self.min_range_m} and {self.max_range_m}")
+        if self.max_query_chars < 1:
+            raise InputError(f"max_query_chars must be positive, got {self.max_query_chars}")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PipelineConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(f"unknown pipeline settings {unknown}; known: {sorted(known)}")
+        return cls(**values).validated()
+
+
+def _check_choice(name: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def validate_query(text: str, max_chars: int = 500) -> str:
+    """Return the cleaned query, or raise InputError for empty, oversized or hostile text."""
+    if not isinstance(text, str):
+        raise InputError(f"query must be text, got {type(text).__name__}")
+    # Drop control and format characters (NUL, bidi overrides, zero-width joiners) but keep ordinary spaces.
+    cleaned = "".join(ch for ch in text if ch in " \t" or unicodedata.category(ch)[0] != "C")
+    cleaned = " ".join(cleaned.split())
+    if not cleaned:
+        raise InputError("query is empty: ask e.g. 'where is the red mug' or 'how far is the mug from the laptop'")
+    if len(cleaned) > max_chars:
+        raise InputError(f"query is {len(cleaned)} characters; the limit is {max_chars}")
+    token = _CONTROL_TOKEN.search(cleaned)
+    if token:
+        raise InputError(f"query contains the chat control sequence {token.group(0)!r}; remove it")
+    return cleaned
+
+
+def build_backend(config: PipelineConfig) -> Backend:
+    """Construct the configured backend. Loading a model happens here (the node's configure step)."""
+    if config.backend == "tabletop":
+        from .backends.tabletop import TabletopBackend
+
+        return TabletopBackend(min_range_m=config.min_range_m, max_range_m=config.max_range_m)
+    from .backends.n3d import N3DBackend
+    from .engine.model import load_engine
+
+    engine = load_engine(
+        config.model,
+        device=config.device,
+        dtype=config.dtype,
+        quantization=config.quantization or None,
+        sampling=config.sampling,
+        max_new_tokens=config.max_new_tokens,
+    )
+    return N3DBackend(engine, min_range_m=config.min_range_m, max_range_m=config.max_range_m)
+
+
+class Pipeline:
+    def __init__(self, backend: Backend, config: Optional[PipelineConfig] = None):
+        self.backend = backend
+        self.config = config or PipelineConfig(backend=getattr(backend, "name", "tabletop"))
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> "Pipeline":
+        config = config.validated()
+        return cls(build_backend(config), config)
+
+    def with_refine(self, refine: bool) -> "Pipeline":
+        """The same backend with refinement switched per query (no reload)."""
+        return Pipeline(self.backend, replace(self.config, refine=refine))
+
+    # ------------------------------------------------------------------ detection
+    def detect(self, frame: RGBDFrame, prompt: Optional[str] = None) -> GroundingResult:
+        """All objects (prompt None) or the objects a phrase describes. Raises InputError on bad input."""
+        start = time.perf_counter()
+        if prompt is None or not prompt.strip():
+            result = self.backend.detect(frame)
+        else:
+            result = self.backend.ground(frame, [validate_query(prompt, self.config.max_query_chars)])
+        self._refine(frame, result)
+        result.timings["total"] = time.perf_counter() - start
+        return result
+
+    # ------------------------------------------------------------------ questions
+    def ask(self, frame: RGBDFrame, question: str) -> Answer:
+        """Answer one spatial question about the frame; never raises for bad questions or unusable frames."""
+        from .reasoning.questions import parse_question
+        from .reasoning.spatial import answer_question
+
+        start = time.perf_counter()
+        try:
+            query = validate_query(question, self.config.max_query_chars)
+            parsed = parse_question(query)
+            grounding = self.backend.ground_question(frame, query)
+        except InputError as exc:
+            return Answer(success=False, text="", path="none", message=str(exc),
+                          timings={"total": time.perf_counter() - start})
+        self._refine(frame, grounding)
+        timings = dict(grounding.timings)
+        reasoning_start = time.perf_counter()
+        if parsed is not None:
+            answer = answer_question(parsed, grounding.boxes)
+        else:
+            answer = self._answer_with_model(frame, query, grounding)
+        timings["reasoning" if answer.path == "geometry" else "answer"] = time.perf_counter() - reasoning_start
+        timings["total"] = time.perf_counter() - start
+        answer.timings = timings
+        return answer
+
+    def _answer_with_model(self, frame: RGBDFrame, query: str, grounding: GroundingResult) -> Answer:
+        try:
+            text, reasoning = self.backend.answer_freeform(frame, query, grounding)
+        except BackendUnsupported as exc:
+            return Answer(success=False, text="", path="none", objects=list(grounding.boxes),
+                          message=f"{exc} Ask about distance, size, position, direction or counts, or run "
+                                  "the n3d backend for free-form questions.")
+        return Answer(success=bool(text), text=text, path="model", reasoning=reasoning,
+                      objects=list(grounding.boxes),
+                      message="" if text else "the model returned no answer after its reasoning")
+
+    def _refine(self, frame: RGBDFrame, result: GroundingResult) -> None:
+        if not self.config.refine or not result.boxes:
+            return
+        from .backends.refine import refine_box
+
+        start = time.perf_counter()
+        refined = []
+        for box in result.boxes:
+            new_box, report = refine_box(box, frame)
+            new_box.attributes = {**new_box.attributes, "refine": report.to_dict()}
+            refined.append(new_box)
+        result.boxes = refined
+        result.timings["refine"] = time.perf_counter() - start
+
+    def close(self) -> None:
+        self.backend.close()
