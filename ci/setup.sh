@@ -28,8 +28,10 @@ if [ ! -f "$venv_stamp" ]; then
     "$PYTHON" -m venv "$VENV"
   fi
   echo "setup: installing Python packages into $VENV"
+  # (the grep drops pip's notes about local index directories a machine's pip config may name but lack)
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
-    -r requirements.txt -r ci/requirements-ros.txt -r ci/requirements-test.txt
+    -r requirements.txt -r ci/requirements-ros.txt -r ci/requirements-test.txt 2>&1 \
+    | { grep -v '^WARNING: Location .* is ignored' || true; }
   "$VENV/bin/python" ci/fix_cmake_paths.py "$VENV"
   rm -f "$VENV"/.n3d-setup-*
   touch "$venv_stamp"
@@ -61,6 +63,7 @@ build_hash="$( {
 build_stamp="$ROOT/install/.n3d-build-$build_hash"
 if [ ! -f "$build_stamp" ]; then
   start=$SECONDS
+  mkdir -p "$ROOT/log"
   echo "setup: colcon build (${base_paths[*]}; vision_msgs from ${real_vision_msgs:-ci/vision_msgs})"
   colcon build --symlink-install --base-paths "${base_paths[@]}" \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" \
