@@ -1,0 +1,108 @@
+"""The node's parameters: declaration with defaults and descriptions, and validation at configure.
+
+Defaults here equal config/n3d.yaml (a test checks that). Validation collects what the node needs into
+NodeSettings and the pipeline's part into PipelineConfig; any bad value raises InputError naming it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..core.types import InputError
+from ..pipeline import PipelineConfig
+
+INPUT_QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
+
+# name -> (default, description)
+PARAMETERS = {
+    "backend": ("tabletop", "tabletop (model-free) or n3d (N3D-VLM)"),
+    "model": ("yuxinhk/N3D-VLM", "hub id or local checkpoint directory"),
+    "device": ("auto", "auto, cpu, cuda, cuda:N or mps"),
+    "dtype": ("bfloat16", "float32, bfloat16 or float16"),
+    "quantization": ("", "'', 4bit or 8bit"),
+    "sampling": ("greedy", "greedy or official"),
+    "max_new_tokens": (1024, "generation limit per model turn"),
+    "refine": (False, "refit boxes to the measured depth"),
+    "min_range_m": (0.1, "nearest valid depth, metres"),
+    "max_range_m": (10.0, "farthest valid depth, metres"),
+    "color_topic": ("/camera/camera/color/image_raw", "colour image topic"),
+    "depth_topic": ("/camera/camera/aligned_depth_to_color/image_raw", "depth topic, aligned to colour"),
+    "camera_info_topic": ("/camera/camera/color/camera_info", "colour camera_info topic"),
+    "input_qos": ("sensor_data", "sensor_data, reliable or best_effort"),
+    "input_qos_depth": (5, "subscription queue depth"),
+    "sync_slop_s": (0.02, "largest stamp difference between colour, depth and camera_info"),
+    "max_frame_age_s": (1.0, "oldest frame (node clock) a query may use"),
+    "no_input_warning_s": (5.0, "warn when no input has arrived after this long"),
+    "detection_prompt": ("", "phrase for continuous detection; '' = every object"),
+    "detection_rate_hz": (0.0, "continuous detection rate; 0 = off"),
+    "publish_debug_image": (True, "publish ~/debug_image with projected boxes"),
+    "target_frame": ("", "frame for results; '' = camera optical frame (tf2_ros needed otherwise)"),
+    "tf_timeout_s": (0.2, "how long to wait for a transform at the image stamp"),
+    "query_timeout_s": (30.0, "default time limit of one query"),
+    "max_queued_queries": (2, "queries waiting or running at once; more are refused"),
+    "diagnostics_period_s": (1.0, "period of /diagnostics"),
+    "autostart": (False, "configure and activate on start-up"),
+}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    color_topic: str
+    depth_topic: str
+    camera_info_topic: str
+    input_qos: str
+    input_qos_depth: int
+    sync_slop_s: float
+    max_frame_age_s: float
+    no_input_warning_s: float
+    detection_prompt: str
+    detection_rate_hz: float
+    publish_debug_image: bool
+    target_frame: str
+    tf_timeout_s: float
+    query_timeout_s: float
+    max_queued_queries: int
+    diagnostics_period_s: float
+
+
+def _positive(values: dict, name: str, allow_zero: bool = False) -> None:
+    value = values[name]
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise InputError(f"parameter {name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def validate(values: dict) -> tuple:
+    """(PipelineConfig, NodeSettings) from the parameter values, or InputError naming the bad one."""
+    for name, (default, _) in PARAMETERS.items():
+        kind = type(default)
+        value = values[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            values[name] = value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise InputError(f"parameter {name} must be a {kind.__name__}, got {value!r}")
+    pipeline = PipelineConfig.from_dict({
+        key: values[key] for key in ("backend", "model", "device", "dtype", "quantization", "sampling",
+                                     "max_new_tokens", "refine", "min_range_m", "max_range_m")})
+    for name in ("color_topic", "depth_topic", "camera_info_topic"):
+        if not values[name].strip():
+            raise InputError(f"parameter {name} is empty: give the topic name (or remap it)")
+    if len({values["color_topic"], values["depth_topic"], values["camera_info_topic"]}) != 3:
+        raise InputError("color_topic, depth_topic and camera_info_topic must be three different topics")
+    if values["input_qos"] not in INPUT_QOS_CHOICES:
+        raise InputError(f"parameter input_qos must be one of {list(INPUT_QOS_CHOICES)}, got {values['input_qos']!r}")
+    if not 1 <= values["input_qos_depth"] <= 100:
+        raise InputError(f"parameter input_qos_depth must be in [1, 100], got {values['input_qos_depth']}")
+    for name in ("sync_slop_s", "detection_rate_hz"):
+        _positive(values, name, allow_zero=True)
+    for name in ("max_frame_age_s", "no_input_warning_s", "tf_timeout_s", "query_timeout_s", "diagnostics_period_s"):
+        _positive(values, name)
+    if values["sync_slop_s"] > 1.0:
+        raise InputError(f"parameter sync_slop_s is {values['sync_slop_s']} s: more than 1 s pairs unrelated frames")
+    if values["detection_rate_hz"] > 100.0:
+        raise InputError(f"parameter detection_rate_hz must be <= 100, got {values['detection_rate_hz']}")
+    if not 1 <= values["max_queued_queries"] <= 64:
+        raise InputError(f"parameter max_queued_queries must be in [1, 64], got {values['max_queued_queries']}")
+    settings = NodeSettings(**{name: values[name] for name in NodeSettings.__dataclass_fields__})
+    return pipeline, settings

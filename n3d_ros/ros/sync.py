@@ -1,0 +1,93 @@
+"""Match colour, depth and camera_info messages by stamp and keep only the newest matched set.
+
+Written here rather than taken from message_filters: that package is not installable without a ROS
+distribution, and what we need is small: a few recent messages per stream, the newest colour stamp that
+has a depth and a camera_info within the slop, and nothing older than the last match.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, Optional, Tuple
+
+STREAMS = ("color", "depth", "info")
+
+
+@dataclass(frozen=True)
+class MatchedSet:
+    stamp_ns: int          # the colour stamp
+    color: Any
+    depth: Any
+    info: Any
+    skew_ns: int           # the largest |stamp difference| to the colour stamp
+
+
+class StampMatcher:
+    """Thread-safe: sensor callbacks call add(); queries read latest()."""
+
+    def __init__(self, slop_ns: int, history: int = 8):
+        if slop_ns < 0:
+            raise ValueError(f"slop must be >= 0, got {slop_ns} ns")
+        self.slop_ns = int(slop_ns)
+        self._queues: Dict[str, Deque[Tuple[int, Any]]] = {name: deque(maxlen=history) for name in STREAMS}
+        self._latest: Optional[MatchedSet] = None
+        self._lock = threading.Lock()
+        self._new_match = threading.Condition(self._lock)
+
+    def add(self, stream: str, stamp_ns: int, message: Any) -> Optional[MatchedSet]:
+        """Store one message; return the new matched set if this message completed one."""
+        if stream not in self._queues:
+            raise ValueError(f"unknown stream {stream!r}; expected one of {STREAMS}")
+        with self._lock:
+            self._queues[stream].append((int(stamp_ns), message))
+            match = self._newest_match()
+            if match is None or (self._latest is not None and match.stamp_ns <= self._latest.stamp_ns):
+                return None
+            self._latest = match
+            # Nothing that could only match the matched colour stamp or an older one is kept.
+            for name, queue in self._queues.items():
+                oldest_useful = match.stamp_ns + 1 - (0 if name == "color" else self.slop_ns)
+                while queue and queue[0][0] < oldest_useful:
+                    queue.popleft()
+            self._new_match.notify_all()
+            return match
+
+    def _newest_match(self) -> Optional[MatchedSet]:
+        for color_stamp, color in reversed(self._queues["color"]):
+            depth = self._closest("depth", color_stamp)
+            info = self._closest("info", color_stamp)
+            if depth is not None and info is not None:
+                skew = max(abs(depth[0] - color_stamp), abs(info[0] - color_stamp))
+                return MatchedSet(color_stamp, color, depth[1], info[1], skew)
+        return None
+
+    def _closest(self, stream: str, stamp_ns: int) -> Optional[Tuple[int, Any]]:
+        best = min(self._queues[stream], key=lambda item: abs(item[0] - stamp_ns), default=None)
+        if best is None or abs(best[0] - stamp_ns) > self.slop_ns:
+            return None
+        return best
+
+    def latest(self) -> Optional[MatchedSet]:
+        with self._lock:
+            return self._latest
+
+    def wait_newer(self, stamp_ns: int, timeout_s: float) -> Optional[MatchedSet]:
+        """Block until a matched set with a colour stamp after stamp_ns exists; None on timeout."""
+        with self._lock:
+            self._new_match.wait_for(
+                lambda: self._latest is not None and self._latest.stamp_ns > stamp_ns, timeout=max(0.0, timeout_s))
+            if self._latest is not None and self._latest.stamp_ns > stamp_ns:
+                return self._latest
+            return None
+
+    def pending(self) -> Dict[str, int]:
+        with self._lock:
+            return {name: len(queue) for name, queue in self._queues.items()}
+
+    def clear(self) -> None:
+        with self._lock:
+            for queue in self._queues.values():
+                queue.clear()
+            self._latest = None
