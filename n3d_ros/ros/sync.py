@@ -55,7 +55,8 @@ class StampMatcher:
             return match
 
     def _newest_match(self) -> Optional[MatchedSet]:
-        for color_stamp, color in reversed(self._queues["color"]):
+        # Newest stamp first, whatever the arrival order (drivers and networks reorder).
+        for color_stamp, color in sorted(self._queues["color"], key=lambda item: item[0], reverse=True):
             depth = self._closest("depth", color_stamp)
             info = self._closest("info", color_stamp)
             if depth is not None and info is not None:
