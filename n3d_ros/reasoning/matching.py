@@ -1,0 +1,234 @@
+"""Which boxes an object phrase ("the red mug", "the box on the left", "object 3") refers to.
+
+A phrase is split into constraints:
+* colour words (colors.py vocabulary) -> the box's ``attributes["color"]``, else colour words in its label;
+* shape words (box/cube/block, cylinder, sphere/ball) -> ``attributes["shape"]``, else its label;
+* an id ("object 3", "#3", "id 3") -> ``Box3D.id``;
+* selectors (left/right, nearest/farthest, largest/smallest, tallest/shortest, highest/lowest, middle) pick
+  among the boxes that pass the other constraints, in the viewer frame of geometry.py;
+* any other word is a category noun ("mug", "laptop"), checked against the label's words.
+
+A box whose ``attributes["category_known"]`` is False (the tabletop backend cannot recognise categories) cannot
+confirm or refute a noun: it stays a candidate and the noun is reported in ``unverified`` so the answer can say
+so. Likewise a colour or shape the box carries no information about.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from ..core.types import Box3D
+from .colors import COLOR_NAMES, canonical_color
+from .geometry import ViewerFrame, frame_from_boxes
+
+SHAPES = {
+    "box": "box", "cube": "box", "block": "box", "cuboid": "box", "brick": "box",
+    "cylinder": "cylinder", "cylindrical": "cylinder", "tube": "cylinder",
+    "sphere": "sphere", "ball": "sphere", "spherical": "sphere", "globe": "sphere",
+}
+GENERIC_NOUNS = {"object", "thing", "item", "one", "stuff", "shape", "solid"}
+# Words that only glue a phrase together ("the box on the left side").
+FILLER = {"the", "a", "an", "this", "that", "these", "those", "all", "any", "every", "each", "of", "on", "in",
+          "at", "to", "side", "most", "very", "colored", "coloured", "color", "colour", "from", "camera",
+          "there", "me", "you", "one's", "which", "is"}
+SELECTORS = {
+    "left": "leftmost", "leftmost": "leftmost", "right": "rightmost", "rightmost": "rightmost",
+    "near": "nearest", "nearest": "nearest", "nearer": "nearest", "closest": "nearest", "closer": "nearest",
+    "front": "nearest", "far": "farthest", "farthest": "farthest", "furthest": "farthest",
+    "farther": "farthest", "further": "farthest", "back": "farthest", "rear": "farthest",
+    "big": "largest", "bigger": "largest", "biggest": "largest", "large": "largest", "larger": "largest",
+    "largest": "largest", "small": "smallest", "smaller": "smallest", "smallest": "smallest",
+    "little": "smallest", "tiny": "smallest", "tall": "tallest", "taller": "tallest", "tallest": "tallest",
+    "short": "shortest", "shorter": "shortest", "shortest": "shortest", "flat": "shortest",
+    "high": "highest", "higher": "highest", "highest": "highest", "top": "highest", "upper": "highest",
+    "low": "lowest", "lower": "lowest", "lowest": "lowest", "bottom": "lowest",
+    "middle": "middle", "center": "middle", "centre": "middle", "central": "middle",
+}
+# Two values closer than this are a tie: below the 1 cm resolution of the answers' text.
+TIE_TOLERANCE_M = 0.005
+_ID = re.compile(r"(?:#|\bid\s*|\bobject\s*#?|\bbox\s*#|\bbbox_?)(\d+)\b")
+
+
+@dataclass
+class PhraseParts:
+    colors: List[str] = field(default_factory=list)
+    shapes: List[str] = field(default_factory=list)
+    selectors: List[str] = field(default_factory=list)
+    nouns: List[str] = field(default_factory=list)
+    box_id: Optional[int] = None
+    plural: bool = False
+
+
+@dataclass
+class MatchResult:
+    phrase: str
+    matches: List[Box3D]
+    reason: str
+    unverified: List[str] = field(default_factory=list)  # words no candidate could confirm (e.g. "mug")
+
+    @property
+    def found(self) -> bool:
+        return bool(self.matches)
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.matches) > 1
+
+
+def singular(word: str) -> str:
+    """Crude English singular, enough for object nouns (boxes -> box, spheres -> sphere, glasses -> glass)."""
+    if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 2 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def split_phrase(phrase: str) -> PhraseParts:
+    text = phrase.lower()
+    parts = PhraseParts()
+    id_match = _ID.search(text)
+    if id_match:
+        parts.box_id = int(id_match.group(1))
+        text = _ID.sub(" ", text)
+    for raw in re.findall(r"[a-z0-9_'/-]+", text):
+        word = singular(raw)
+        if raw != word and raw not in SELECTORS:
+            parts.plural = True
+        if raw in FILLER or word in FILLER:
+            continue
+        if canonical_color(raw):
+            parts.colors.append(canonical_color(raw))
+        elif word in SHAPES:
+            parts.shapes.append(SHAPES[word])
+        elif raw in SELECTORS:
+            parts.selectors.append(SELECTORS[raw])
+        elif word in GENERIC_NOUNS:
+            continue
+        else:
+            parts.nouns.append(word)
+    return parts
+
+
+def _label_words(box: Box3D) -> set:
+    return {singular(w) for w in re.findall(r"[a-z0-9_'-]+", box.label.lower())}
+
+
+def _box_color(box: Box3D) -> Optional[str]:
+    color = box.attributes.get("color")
+    if color:
+        return canonical_color(str(color)) or str(color).lower()
+    found = [c for c in (canonical_color(w) for w in _label_words(box)) if c]
+    return found[0] if len(found) == 1 else None
+
+
+def _box_shape(box: Box3D) -> Optional[str]:
+    shape = box.attributes.get("shape")
+    if shape:
+        return SHAPES.get(str(shape).lower(), str(shape).lower())
+    if box.attributes.get("category_known", True):
+        found = {SHAPES[w] for w in _label_words(box) if w in SHAPES}
+        if len(found) == 1:
+            return found.pop()
+    return None
+
+
+def _check(box: Box3D, parts: PhraseParts, unverified: set) -> bool:
+    """False when the box contradicts the phrase; adds words it cannot check to ``unverified``."""
+    if parts.box_id is not None and box.id != parts.box_id:
+        return False
+    color = _box_color(box)
+    for wanted in parts.colors:
+        if color is None:
+            unverified.add(wanted)
+        elif color != wanted:
+            return False
+    shape = _box_shape(box)
+    for wanted in parts.shapes:
+        if shape is None:
+            unverified.add(wanted)
+        elif shape != wanted:
+            return False
+    if parts.nouns:
+        if not box.attributes.get("category_known", True):
+            unverified.update(parts.nouns)
+        else:
+            words = _label_words(box) | {w.replace("/", "") for w in _label_words(box)}
+            words |= {piece for w in _label_words(box) for piece in w.split("/")}
+            if not all(noun in words or noun.replace("-", "") in words for noun in parts.nouns):
+                return False
+    return True
+
+
+def _select(boxes: List[Box3D], selector: str, frame: ViewerFrame) -> List[Box3D]:
+    """The boxes that win one selector, ties kept (so the caller sees the ambiguity)."""
+    if len(boxes) <= 1:
+        return boxes
+    coords = frame.coords(np.array([b.center for b in boxes]))
+    if selector == "middle":
+        order = np.argsort(coords[:, 0], kind="stable")
+        n = len(boxes)
+        keep = [order[n // 2]] if n % 2 else [order[n // 2 - 1], order[n // 2]]
+        return [boxes[i] for i in keep]
+    key, sign, tolerance = selector_key(selector, boxes, coords)
+    best = (sign * key).max()
+    return [b for b, k in zip(boxes, sign * key) if best - k <= tolerance]
+
+
+def selector_key(selector: str, boxes: Sequence[Box3D], coords: np.ndarray):
+    """(values, +1 to maximise / -1 to minimise, tie tolerance) for a selector over boxes."""
+    ranges = np.linalg.norm(np.array([b.center for b in boxes]), axis=1)
+    volumes = np.array([b.volume for b in boxes])
+    heights = np.array([b.size[1] for b in boxes])
+    table = {
+        "leftmost": (coords[:, 0], -1, TIE_TOLERANCE_M), "rightmost": (coords[:, 0], 1, TIE_TOLERANCE_M),
+        "highest": (coords[:, 1], 1, TIE_TOLERANCE_M), "lowest": (coords[:, 1], -1, TIE_TOLERANCE_M),
+        "nearest": (ranges, -1, TIE_TOLERANCE_M), "farthest": (ranges, 1, TIE_TOLERANCE_M),
+        "tallest": (heights, 1, TIE_TOLERANCE_M), "shortest": (heights, -1, TIE_TOLERANCE_M),
+        # volumes: a tie is a relative difference under 1 %
+        "largest": (volumes, 1, 0.01 * volumes.max()), "smallest": (volumes, -1, 0.01 * volumes.max()),
+    }
+    if selector not in table:
+        raise KeyError(f"unknown selector {selector!r}; known: {sorted(table) + ['middle']}")
+    return table[selector]
+
+
+def match_phrase(phrase: str, boxes: Sequence[Box3D], frame: Optional[ViewerFrame] = None) -> MatchResult:
+    """The boxes a phrase can refer to. More than one match means ambiguous; none means not seen."""
+    boxes = list(boxes)
+    frame = frame or frame_from_boxes(boxes)
+    parts = split_phrase(phrase)
+    unverified: set = set()
+    candidates = [b for b in boxes if _check(b, parts, unverified)]
+    constraints = parts.colors + parts.shapes + parts.nouns
+    if not candidates:
+        return MatchResult(phrase, [], f"no object is {_describe(parts)}")
+    reason = f"{len(candidates)} object(s) {('are ' + _describe(parts)) if constraints else 'in view'}"
+    if not parts.plural:
+        for selector in parts.selectors:
+            candidates = _select(candidates, selector, frame)
+            reason += f", {selector} of them: {len(candidates)}"
+    if unverified:
+        reason += f"; cannot check {', '.join(sorted(unverified))}"
+    return MatchResult(phrase, candidates, reason, sorted(unverified))
+
+
+def _describe(parts: PhraseParts) -> str:
+    words = parts.colors + parts.shapes + parts.nouns
+    text = " ".join(words) if words else "an object"
+    return text + (f" with id {parts.box_id}" if parts.box_id is not None else "")
+
+
+def describe_box(box: Box3D) -> str:
+    """'the red box (id 2)': how answers name a box."""
+    name = box.label if box.label else "object"
+    return f"the {name}" + (f" (id {box.id})" if box.id is not None else "")
+
+
+__all__ = ["MatchResult", "match_phrase", "split_phrase", "describe_box", "COLOR_NAMES", "TIE_TOLERANCE_M"]
