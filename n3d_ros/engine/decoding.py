@@ -1,0 +1,54 @@
+"""Model bins -> metric boxes in the optical frame (spec 5.3, 5.4), and boxes -> turn-2 scene numbers (4.5, 5.5).
+
+The constants undo the training-side discretisation exactly, with no clipping and no half-bin offset (the
+demo's -0.5 bin bias is part of what the model learned to expect downstream, so it is reproduced as is).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from ..core.camera import backproject_normalized
+from ..core.boxes import project_box_normalized
+from ..core.frames import n3d_yaw_to_optical, optical_to_n3d
+from ..core.types import Box3D
+from .box_parser import RawBox
+from .prompts import SceneBox
+
+NUM_BINS = 1000
+WORLD_MAX = 2.0  # normalised depth spanned by Z bins
+SCALE_MAX = 0.625  # normalised size spanned by SX/SY/SZ bins
+ANGLE_SPAN = 4 * math.pi  # A bins span [-2 pi, 2 pi]
+
+
+def decode_box(raw: RawBox, shift0: Sequence[float], scaling: float, intrinsics_n: Tuple[float, float, float, float]) -> Box3D:
+    """One parsed line -> Box3D (optical frame, metres). The raw bins stay in attributes["bins"]."""
+    u_bin, v_bin, z_bin, a_bin, sx_bin, sy_bin, sz_bin = raw.bins
+    u, v = u_bin / NUM_BINS, v_bin / NUM_BINS
+    z = (z_bin / NUM_BINS * WORLD_MAX) / scaling + float(shift0[2])
+    size = [s / NUM_BINS * SCALE_MAX / scaling for s in (sx_bin, sy_bin, sz_bin)]
+    yaw_n3d = a_bin / NUM_BINS * ANGLE_SPAN - ANGLE_SPAN / 2
+    center = np.asarray(backproject_normalized(u, v, z, intrinsics_n), dtype=np.float64).reshape(3)
+    return Box3D(
+        label=raw.label.strip(),
+        center=center,
+        size=size,
+        yaw=n3d_yaw_to_optical(yaw_n3d),
+        id=raw.id,
+        attributes={"bins": [int(b) if float(b).is_integer() else float(b) for b in raw.bins], "uv": [u, v]},
+    )
+
+
+def decode_boxes(raws: Sequence[RawBox], shift0, scaling: float, intrinsics_n) -> list:
+    return [decode_box(raw, shift0, scaling, intrinsics_n) for raw in raws]
+
+
+def scene_box(box: Box3D, caption: str, intrinsics_n) -> SceneBox:
+    """The numbers the demo writes into turn 2: N3D-frame centre + sizes, and the projected 2D box."""
+    center_n3d = optical_to_n3d(box.center)
+    box2d = project_box_normalized(box, intrinsics_n)
+    return SceneBox(caption=caption, box3d=tuple(float(v) for v in (*center_n3d, *box.size)),
+                    box2d=tuple(float(v) for v in box2d))
