@@ -342,9 +342,18 @@ def extract_object_phrases(text: str) -> List[str]:
         return list(parsed.phrases)
     query = normalize(text)
     found: List[str] = []
-    for match in re.finditer(r"\b(?:the|a|an)\s+([a-z0-9_#'/ -]+?)(?=\s+(?:is|are|and|or|to|from|of|on|in|at|"
-                             r"than|with|next|near|behind|under|above|below|between|left|right|,)\b|[,?]|$)", query):
+    for match in re.finditer(r"\b(?:the|a|an)\s+([a-z0-9_#'/ -]+?)(?=\s+(?:" + _PHRASE_END + r")\b|[,?]|$)", query):
         phrase = clean_phrase(match.group(1))
         if phrase and phrase not in found and phrase not in _GENERIC:
             found.append(phrase)
     return found
+
+
+# Words that end an object phrase in a free-form question: verbs, prepositions, conjunctions.
+_PHRASE_END = "|".join([
+    "is", "are", "was", "were", "and", "or", "to", "from", "of", "on", "in", "at", "than", "with", "next", "near",
+    "behind", "under", "above", "below", "between", "left", "right", "into", "onto", "for", "by", "that", "which",
+    "pick", "picks", "put", "place", "move", "grab", "hold", "reach", "fit", "fits", "see", "use", "open", "push",
+    "lift", "carry", "touch", "can", "could", "will", "would", "should", "does", "do", "has", "have", "look",
+    "looks", "contain", "contains", "made", "belong", "belongs",
+])

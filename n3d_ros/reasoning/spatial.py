@@ -203,6 +203,11 @@ def _relation(q: ParsedQuestion, ctx: _Context) -> Answer:
                    [a, b], 1.0 if holds else 0.0)
 
 
+# superlative -> what its value measures; a pair is (word if >= 0, word if < 0) for signed coordinates
+_EXTREME_MEASURE = {"nearest": "from the camera", "farthest": "from the camera", "tallest": "tall", "largest": "",
+                    "smallest": "",
+                    "shortest": "tall", "leftmost": ("right of", "left of"), "rightmost": ("right of", "left of"),
+                    "highest": ("above", "below"), "lowest": ("above", "below")}
 # superlative -> the adjective a tie is reported with ("equally near")
 _TIE_WORDS = {"nearest": "near", "farthest": "far", "largest": "large", "smallest": "small", "tallest": "tall",
               "shortest": "short", "leftmost": "far left", "rightmost": "far right", "highest": "high",
@@ -227,20 +232,24 @@ def _extreme(q: ParsedQuestion, ctx: _Context) -> Answer:
     if reference is not None:
         values = np.array([np.linalg.norm(b.center - reference.center) for b in candidates])
         sign, tolerance, unit = (-1 if q.extreme == "nearest" else 1), TIE_TOLERANCE_M, "m"
-        what = f"from {describe_box(reference)} (centre to centre)"
+        what = f"centre to centre from {describe_box(reference)}"
     else:
         values, sign, tolerance = selector_key(q.extreme, candidates, ctx.frame.coords(
             np.array([b.center for b in candidates])))
         unit = "m^3" if q.extreme in ("largest", "smallest") else "m"
-        what = {"nearest": "from the camera", "farthest": "from the camera"}.get(q.extreme, "")
+        what = _EXTREME_MEASURE[q.extreme]
     scored = sign * values
     best = scored.max()
     winners = [b for b, s in zip(candidates, scored) if best - s <= tolerance]
     for b, v in zip(candidates, values):
         ctx.trace.append(f"{describe_box(b)}: {v:.4f} {unit}")
     value = float(values[int(np.argmax(scored))])
-    shown = f"{value:.3g} m^3" if unit == "m^3" else f"{m(value)} m"
-    measure = f"{shown} {what}".strip()
+    if unit == "m^3":
+        measure = f"{value:.3g} m^3"
+    elif isinstance(what, tuple):  # a signed coordinate relative to the camera
+        measure = f"{m(abs(value))} m {what[0] if value >= 0 else what[1]} the camera"
+    else:
+        measure = f"{m(value)} m {what}"
     if len(winners) > 1:
         names = " and ".join(describe_box(b) for b in winners)
         return _answer(ctx, f"It is a tie: {names} are equally {_TIE_WORDS[q.extreme]} ({measure}).", winners,
