@@ -1,0 +1,231 @@
+"""Decoding without waste: a reusable image prefix and grammar-constrained, jump-forward box decoding.
+
+Two facts drive this module (see the README's speed section):
+* Every question about a frame starts with the same tokens: system prompt, user header and the image
+  (with the 3D encoding). Their KV cache is computed once per frame and reused; the M-RoPE offset
+  (``rope_deltas``) the model derived from the image travels with it, because later text positions are
+  "1D position + rope_deltas".
+* A box line is ~35 tokens of which a third is fixed scaffold. Under the box grammar a scaffold token is
+  the only allowed token, so it is appended without asking the model, and one forward pass feeds the
+  model's own token together with the scaffold after it (jump-forward).
+
+The loop here is a plain greedy/sampling loop over ``model(...)`` with the same logits processors HF
+``generate`` uses, so greedy outputs match ``generate`` token for token (tested).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, List, Optional, Sequence
+
+import numpy as np
+import torch
+from transformers import DynamicCache, LogitsProcessorList
+
+from .box_grammar import BoxGrammar, initial_state
+
+
+@dataclass
+class DecodeStats:
+    """What the model was asked to do: forward passes and tokens fed, tokens produced and how."""
+
+    prefill_tokens: int = 0
+    cached_prefix_tokens: int = 0
+    forward_passes: int = 0
+    forward_tokens: int = 0
+    generated_tokens: int = 0
+    drafted_tokens: int = 0
+    accepted_draft_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ImagePrefix:
+    """The KV cache of the shared prompt prefix of one frame (system + user header + image tokens)."""
+
+    key: Hashable
+    ids: torch.Tensor  # (1, P)
+    cache: DynamicCache
+    rope_deltas: torch.Tensor
+    first_logits: torch.Tensor = field(repr=False, default=None)
+
+    @property
+    def length(self) -> int:
+        return int(self.ids.shape[1])
+
+
+class PrefixCache:
+    """At most ``capacity`` frame prefixes, least recently used dropped first. capacity 1 = the latest frame."""
+
+    def __init__(self, capacity: int = 1):
+        if capacity < 1:
+            raise ValueError("prefix cache capacity must be >= 1")
+        self.capacity = capacity
+        self._items: "OrderedDict[Hashable, ImagePrefix]" = OrderedDict()
+
+    def get(self, key: Hashable) -> Optional[ImagePrefix]:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, prefix: ImagePrefix) -> None:
+        self._items[prefix.key] = prefix
+        self._items.move_to_end(prefix.key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Stepper:
+    """Feeds tokens to the model against one KV cache and counts the work."""
+
+    def __init__(self, model, cache: DynamicCache, stats: DecodeStats):
+        self.model = model
+        self.cache = cache
+        self.stats = stats
+
+    @torch.inference_mode()
+    def forward(self, ids: Sequence[int] | torch.Tensor, **vision) -> torch.Tensor:
+        """Logits (len(ids), V) for the positions of ``ids`` appended after the cache."""
+        ids = torch.as_tensor(ids, dtype=torch.long, device=self.model.device).reshape(1, -1)
+        out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True, **vision)
+        self.stats.forward_passes += 1
+        self.stats.forward_tokens += int(ids.shape[1])
+        return out.logits[0].float()
+
+
+@torch.inference_mode()
+def build_prefix(model, key: Hashable, prefix_ids: torch.Tensor, stats: DecodeStats, **vision) -> ImagePrefix:
+    """Prefill the image prefix (vision tower + 3D encoding run here) and keep its cache."""
+    cache = DynamicCache(config=model.config.get_text_config())
+    logits = Stepper(model, cache, stats).forward(prefix_ids, **vision)
+    stats.prefill_tokens += int(prefix_ids.shape[1])
+    return ImagePrefix(key=key, ids=prefix_ids.clone(), cache=cache,
+                       rope_deltas=model.model.rope_deltas.clone(), first_logits=logits[-1])
+
+
+def pick_token(scores: torch.Tensor, sample: bool, generator: Optional[torch.Generator]) -> int:
+    if not sample:
+        return int(torch.argmax(scores))
+    probs = torch.softmax(scores, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+@torch.inference_mode()
+def decode(
+    model,
+    prefix: ImagePrefix,
+    suffix_ids: torch.Tensor,
+    processors: LogitsProcessorList,
+    eos_ids: Sequence[int],
+    max_new_tokens: int,
+    stats: DecodeStats,
+    grammar: Optional[BoxGrammar] = None,
+    drafter: Optional[Callable] = None,
+    sample: bool = False,
+    generator: Optional[torch.Generator] = None,
+    stop: Optional[Callable[[List[int]], bool]] = None,
+) -> List[int]:
+    """Generate after ``prefix`` + ``suffix_ids``; the prefix cache is restored to its length afterwards.
+
+    grammar: constrain to the box grammar (turn 1).
+    drafter(state, generated) -> token ids the model is expected to emit next (grammar scaffold such as
+    "_3=Bbox" or "," after three digits, plus cheap guesses). They are fed in the same forward pass as the
+    model's last token and each is kept only if the model itself picks it at that position (greedy: its
+    argmax; sampling: accepted with the model's probability, else resampled from the rest, which keeps the
+    sampling distribution exact). So the output is the model's own; only the number of passes drops.
+    stop(generated) -> True ends early (e.g. one object asked for and one box found).
+    """
+    model.model.rope_deltas = prefix.rope_deltas  # text positions after the image = 1D position + rope_deltas
+    stepper = Stepper(model, prefix.cache, stats)
+    stats.cached_prefix_tokens += prefix.length
+    sequence = torch.cat([prefix.ids, suffix_ids.to(prefix.ids.device)], dim=1)
+    eos = set(int(e) for e in eos_ids)
+    state = initial_state()
+
+    def choose(logits_row: torch.Tensor, seq: torch.Tensor, grammar_state, proposal: Optional[int] = None) -> int:
+        scores = processors(seq, logits_row[None].clone())[0]
+        if grammar is not None:
+            # The model's vocabulary is padded past the tokenizer's (152064 vs 151665): padding is never allowed.
+            mask = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
+            allowed = torch.from_numpy(grammar.allowed(grammar_state))
+            mask[: allowed.shape[0]] = allowed[: scores.shape[0]].to(scores.device)
+            scores = scores.masked_fill(~mask, float("-inf"))
+        if proposal is None or not sample:
+            return pick_token(scores, sample, generator)
+        probs = torch.softmax(scores, dim=-1)
+        if float(torch.rand((), generator=generator)) < float(probs[proposal]):
+            return proposal
+        probs[proposal] = 0.0
+        return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
+
+    try:
+        logits = stepper.forward(suffix_ids)[-1] if suffix_ids.shape[1] else prefix.first_logits
+        generated: List[int] = []
+        token = choose(logits, sequence, state)
+        while token not in eos and len(generated) < max_new_tokens:
+            accepted = [token]
+            if grammar is not None:
+                state = grammar.advance(state, token)
+            room = max_new_tokens - len(generated) - 1
+            draft = list(drafter(state, generated + accepted))[:room] if drafter is not None and room > 0 else []
+            seq = torch.cat([sequence, torch.tensor([accepted], device=sequence.device)], dim=1)
+            if stop is not None and stop(generated + accepted):
+                generated.extend(accepted)
+                break
+            if len(generated) + 1 >= max_new_tokens:
+                generated.extend(accepted)
+                break
+            logits_all = stepper.forward([token] + draft)
+            next_token = None
+            for j, proposal in enumerate(draft):
+                choice = choose(logits_all[j], seq, state, proposal)
+                if choice != proposal:
+                    next_token = choice
+                    restore_length(prefix.cache, prefix.cache.get_seq_length() - (len(draft) - j))
+                    break
+                accepted.append(choice)
+                if grammar is not None:
+                    state = grammar.advance(state, choice)
+                seq = torch.cat([seq, torch.tensor([[choice]], device=seq.device)], dim=1)
+            else:
+                next_token = choose(logits_all[len(draft)], seq, state)
+            stats.drafted_tokens += len(draft)
+            stats.accepted_draft_tokens += len(accepted) - 1
+            generated.extend(accepted)
+            sequence = seq
+            token = next_token
+            if stop is not None and stop(generated):
+                break
+        stats.generated_tokens += len(generated)
+        return generated
+    finally:
+        restore_prefix(prefix)
+
+
+def restore_length(cache: DynamicCache, length: int) -> None:
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)
+
+
+def restore_prefix(prefix: ImagePrefix) -> None:
+    """Drop everything a question appended to the shared prefix cache (crop takes a negative count)."""
+    restore_length(prefix.cache, prefix.length)
+
+
+def count_box_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.startswith("bbox_") and line.rstrip().endswith(")"))
+
+
+def token_ids_array(ids) -> np.ndarray:
+    return np.asarray(ids, dtype=np.int64)
