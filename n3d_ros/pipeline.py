@@ -14,7 +14,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, fields, replace
-from typing import Optional
+from typing import Callable, Optional
 
 from .backends.base import Backend, BackendUnsupported
 from .core.types import Answer, GroundingResult, InputError, RGBDFrame
@@ -42,6 +42,11 @@ class PipelineConfig:
     min_range_m: float = 0.1
     max_range_m: float = 10.0
     max_query_chars: int = 500
+    # Speed (n3d backend): reuse the image prefix per frame; constrain + draft the box lines of turn 1;
+    # stop turn 1 after one box when a single phrase is grounded. Greedy answers are unchanged by the first two.
+    prefix_cache: bool = True
+    constrained_decoding: bool = True
+    single_object_stop: bool = False
 
     def validated(self) -> "PipelineConfig":
         """Return self, or raise InputError naming the first bad field and its allowed values."""
@@ -109,6 +114,13 @@ def build_backend(config: PipelineConfig) -> Backend:
         sampling=config.sampling,
         max_new_tokens=config.max_new_tokens,
     )
+    if config.prefix_cache or config.constrained_decoding:
+        from .engine.fast_engine import FastN3DEngine
+
+        engine = FastN3DEngine.from_engine(
+            engine, sampling=config.sampling, prefix_cache_size=1,
+            constrain_boxes=config.constrained_decoding, draft=config.constrained_decoding,
+            single_object_stop=config.single_object_stop, use_prefix_cache=config.prefix_cache)
     return N3DBackend(engine, min_range_m=config.min_range_m, max_range_m=config.max_range_m)
 
 
@@ -139,8 +151,12 @@ class Pipeline:
         return result
 
     # ------------------------------------------------------------------ questions
-    def ask(self, frame: RGBDFrame, question: str) -> Answer:
-        """Answer one spatial question about the frame; never raises for bad questions or unusable frames."""
+    def ask(self, frame: RGBDFrame, question: str,
+            on_grounded: Optional[Callable[[GroundingResult], None]] = None) -> Answer:
+        """Answer one spatial question about the frame; never raises for bad questions or unusable frames.
+
+        on_grounded(grounding) is called between grounding and reasoning (e.g. action feedback).
+        """
         from .reasoning.questions import parse_question
         from .reasoning.spatial import answer_question
 
@@ -153,6 +169,8 @@ class Pipeline:
             return Answer(success=False, text="", path="none", message=str(exc),
                           timings={"total": time.perf_counter() - start})
         self._refine(frame, grounding)
+        if on_grounded is not None:
+            on_grounded(grounding)
         timings = dict(grounding.timings)
         reasoning_start = time.perf_counter()
         if parsed is not None:

@@ -33,6 +33,12 @@ def add_pipeline_args(parser: argparse.ArgumentParser, default_backend: str = "n
     group.add_argument("--sampling", choices=SAMPLINGS, default="greedy")
     group.add_argument("--max-new-tokens", type=int, default=PipelineConfig.max_new_tokens)
     group.add_argument("--refine", action="store_true", help="refit boxes to the measured depth")
+    group.add_argument("--no-prefix-cache", action="store_true",
+                       help="n3d: prefill the image for every turn (slower; answers are the same)")
+    group.add_argument("--no-constrained-decoding", action="store_true",
+                       help="n3d: plain decoding of box lines (slower; valid greedy answers are the same)")
+    group.add_argument("--single-object-stop", action="store_true",
+                       help="n3d: stop grounding after the first box (when exactly one object is wanted)")
     group.add_argument("--min-range", type=float, default=PipelineConfig.min_range_m, help="metres")
     group.add_argument("--max-range", type=float, default=PipelineConfig.max_range_m, help="metres")
 
@@ -42,6 +48,8 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         backend=args.backend, model=args.model, device=args.device, dtype=args.dtype,
         quantization=args.quantization, sampling=args.sampling, max_new_tokens=args.max_new_tokens,
         refine=args.refine, min_range_m=args.min_range, max_range_m=args.max_range,
+        prefix_cache=not args.no_prefix_cache, constrained_decoding=not args.no_constrained_decoding,
+        single_object_stop=args.single_object_stop,
     ))
 
 

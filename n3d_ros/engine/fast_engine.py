@@ -45,12 +45,14 @@ class FastN3DEngine(N3DEngine):
     """
 
     def __init__(self, *args, prefix_cache_size: int = 1, constrain_boxes: bool = True, draft: bool = True,
-                 single_object_stop: bool = False, seed: Optional[int] = None, **kwargs):
+                 single_object_stop: bool = False, use_prefix_cache: bool = True, seed: Optional[int] = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.prefix_cache = PrefixCache(prefix_cache_size)
         self.constrain_boxes = constrain_boxes
         self.draft = draft
         self.single_object_stop = single_object_stop
+        self.use_prefix_cache = use_prefix_cache
         self.stats = DecodeStats()
         self.processors = logits_processors(self.generation_config)
         self.eos_ids = list(self.generation_config.eos_token_id)
@@ -58,6 +60,13 @@ class FastN3DEngine(N3DEngine):
         self._turn_mode: Optional[str] = None
         self._hint: Optional[str] = None
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    @classmethod
+    def from_engine(cls, engine: N3DEngine, sampling="greedy", **options) -> "FastN3DEngine":
+        """Take over a loaded N3DEngine's model (its encoding hook moves to the new engine)."""
+        engine.hook.remove()
+        return cls(engine.model, engine.tokenizer, engine.image_processor, sampling=sampling,
+                   max_new_tokens=engine.max_new_tokens, source=engine.source, **options)
 
     @property
     def grammar(self) -> BoxGrammar:
@@ -84,7 +93,7 @@ class FastN3DEngine(N3DEngine):
         prompt = turn.prompt
         end = prompt.image_start + prompt.image_tokens + 1  # through <|vision_end|>
         key = (id(turn.frame_ref), turn.map_hw, turn.grid_hw)
-        prefix = self.prefix_cache.get(key)
+        prefix = self.prefix_cache.get(key) if self.use_prefix_cache else None
         if prefix is not None and prefix.ids[0].tolist() == prompt.ids[:end]:
             return prefix, end
         ids = turn.model_kwargs["input_ids"][:, :end]
@@ -102,7 +111,8 @@ class FastN3DEngine(N3DEngine):
         if self.hook.applied != applied + 1:
             raise RuntimeError("the 3D encoding did not run exactly once during the image prefill")
         prefix.frame_ref = turn.frame_ref  # keeps the frame alive so its id() cannot be reused while cached
-        self.prefix_cache.put(prefix)
+        if self.use_prefix_cache:
+            self.prefix_cache.put(prefix)
         return prefix, end
 
     def build_inputs(self, inputs, user_text: str, vision=None) -> TurnInputs:
@@ -115,13 +125,13 @@ class FastN3DEngine(N3DEngine):
         suffix = turn.model_kwargs["input_ids"][:, end:]
         grammar = self.grammar if (self._turn_mode and self.constrain_boxes) else None
         drafter = BoxDrafter(grammar, self.tokenizer, self._hint) if (grammar is not None and self.draft) else None
-        stop = None
-        if self.single_object_stop and self._turn_mode == "ground":
-            stop = lambda ids: count_box_lines(self.tokenizer.decode(ids)) >= 1 and ids and \
-                self.tokenizer.decode(ids[-1:]).endswith(("\n", ")"))  # noqa: E731
+        stop = self._stop_after_one_box if (self.single_object_stop and self._turn_mode == "ground") else None
         return decode(self.model, prefix, suffix, self.processors, self.eos_ids,
                       self.generation_config.max_new_tokens, self.stats, grammar=grammar, drafter=drafter,
                       sample=bool(self.generation_config.do_sample), generator=self._generator, stop=stop)
+
+    def _stop_after_one_box(self, ids: List[int]) -> bool:
+        return count_box_lines(self.tokenizer.decode(ids)) >= 1
 
     def close(self) -> None:
         self.prefix_cache.clear()
