@@ -16,6 +16,8 @@ LAUNCH_PARAMETERS = {
     "dtype": (str, "float32, bfloat16 or float16"),
     "quantization": (str, "'', 4bit or 8bit"),
     "refine": (bool, "refit boxes to the measured depth"),
+    "prefix_cache": (bool, "n3d: reuse the image prefill for every question on a frame"),
+    "constrained_decoding": (bool, "n3d: constrained, drafted box decoding"),
     "min_range_m": (float, "nearest valid depth in metres"),
     "max_range_m": (float, "farthest valid depth in metres"),
     "color_topic": (str, "colour image topic"),

@@ -24,6 +24,9 @@ PARAMETERS = {
     "sampling": ("greedy", "greedy or official"),
     "max_new_tokens": (1024, "generation limit per model turn"),
     "refine": (False, "refit boxes to the measured depth"),
+    "prefix_cache": (True, "n3d: reuse the image prefill for every question on a frame"),
+    "constrained_decoding": (True, "n3d: box grammar with drafted scaffold tokens for turn 1"),
+    "single_object_stop": (False, "n3d: stop grounding after the first box of a single phrase"),
     "min_range_m": (0.1, "nearest valid depth, metres"),
     "max_range_m": (10.0, "farthest valid depth, metres"),
     "color_topic": ("/camera/camera/color/image_raw", "colour image topic"),
@@ -84,7 +87,8 @@ def validate(values: dict) -> tuple:
             raise InputError(f"parameter {name} must be a {kind.__name__}, got {value!r}")
     pipeline = PipelineConfig.from_dict({
         key: values[key] for key in ("backend", "model", "device", "dtype", "quantization", "sampling",
-                                     "max_new_tokens", "refine", "min_range_m", "max_range_m")})
+                                     "max_new_tokens", "refine", "min_range_m", "max_range_m",
+                                     "prefix_cache", "constrained_decoding", "single_object_stop")})
     for name in ("color_topic", "depth_topic", "camera_info_topic"):
         if not values[name].strip():
             raise InputError(f"parameter {name} is empty: give the topic name (or remap it)")
