@@ -49,7 +49,10 @@ def test_yaw_and_ids_survive():
     assert math.isclose(box.yaw, -math.pi, abs_tol=1e-12)  # +pi about +y_N3D is -pi about +y_optical
     np.testing.assert_allclose(box.center, [0.0, 0.0, 1.2])
     boxes = decode_boxes(parse_boxes("junk\nbbox_3=Bbox(a,1,2,3,500,5,6,7)").boxes, (0, 0, 1.0), 1.0, (1, 1, .5, .5))
-    assert [b.id for b in boxes] == [3]
+    assert [b.id for b in boxes] == [3] and "saturated" not in boxes[0].attributes
+    far = decode_box(RawBox(0, "wall", (500, 500, 999, 500, 999, 10, 10)), (0, 0, 1.0), 0.5, (1, 1, 0.5, 0.5))
+    assert far.attributes["saturated"] == ["z", "sx"]
+    assert np.isclose(far.center[2], 1.0 + 0.999 * 2.0 / 0.5)  # shift0_z + 2 / scaling: the deepest box possible
 
 
 class ScriptedEngine(N3DEngine):

@@ -32,13 +32,18 @@ def decode_box(raw: RawBox, shift0: Sequence[float], scaling: float, intrinsics_
     size = [s / NUM_BINS * SCALE_MAX / scaling for s in (sx_bin, sy_bin, sz_bin)]
     yaw_n3d = a_bin / NUM_BINS * ANGLE_SPAN - ANGLE_SPAN / 2
     center = np.asarray(backproject_normalized(u, v, z, intrinsics_n), dtype=np.float64).reshape(3)
+    attributes = {"bins": [int(b) if float(b).is_integer() else float(b) for b in raw.bins], "uv": [u, v]}
+    # Bin 999 is the largest depth / size the model can write (spec 7 item 25): the true value may be larger.
+    saturated = [name for name, b in zip(("z", "sx", "sy", "sz"), (z_bin, sx_bin, sy_bin, sz_bin)) if b >= NUM_BINS - 1]
+    if saturated:
+        attributes["saturated"] = saturated
     return Box3D(
         label=raw.label.strip(),
         center=center,
         size=size,
         yaw=n3d_yaw_to_optical(yaw_n3d),
         id=raw.id,
-        attributes={"bins": [int(b) if float(b).is_integer() else float(b) for b in raw.bins], "uv": [u, v]},
+        attributes=attributes,
     )
 
 
