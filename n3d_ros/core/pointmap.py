@@ -189,20 +189,30 @@ def build_point_map(frame: RGBDFrame, min_range_m: float = 0.1, max_range_m: flo
     # Whole-image float32 planes rather than gathered (N, 3) rows: strided reductions over (N, 3) cost ~10x more.
     x_per_z = (-(((np.arange(W) + 0.5) / W - cx_n) / fx_n)).astype(np.float32)
     y_per_z = (-(((np.arange(H) + 0.5) / H - cy_n) / fy_n)).astype(np.float32)
-    planes = [x_per_z[None, :] * z, y_per_z[:, None] * z, z]
+    planes = [x_per_z[None, :] * z, y_per_z[:, None] * z, z.copy()]
     if match_float16:
         planes = [p.astype(np.float16).astype(np.float32) for p in planes]
     shift0 = np.array([float(np.min(p, where=valid, initial=np.inf)) for p in planes])
-    shifted = [p - np.float32(s) for p, s in zip(planes, shift0)]
-    norms = np.sqrt(shifted[0] * shifted[0] + shifted[1] * shifted[1] + shifted[2] * shifted[2])
+    # in-place arithmetic from here on: at 640x480 each temporary costs about as much as the maths
+    for plane, offset in zip(planes, shift0):
+        plane -= np.float32(offset)
+    norms = planes[0] * planes[0]
+    scratch = planes[1] * planes[1]
+    norms += scratch
+    np.multiply(planes[2], planes[2], out=scratch)
+    norms += scratch
+    np.sqrt(norms, out=norms)
     mean_norm = float(np.sum(norms, where=valid, dtype=np.float64)) / count
     if not mean_norm > 0:
         raise InputError(f"all {count} valid points coincide, so the map cannot be normalised (spec 1.3); "
                          "the depth image is degenerate")
     scaling = 1.0 / mean_norm
-    keep = valid.astype(np.float32)
-    gain = keep * np.float32(scaling)
-    points = np.stack([shifted[0] * gain, shifted[1] * gain, shifted[2] * gain, keep], axis=-1).reshape(H * W, 4)
+    np.multiply(valid, np.float32(scaling), out=scratch)  # per-pixel gain: 0 zeroes invalid pixels
+    points = np.empty((H, W, 4), dtype=np.float32)
+    for channel, plane in enumerate(planes):
+        np.multiply(plane, scratch, out=points[:, :, channel])
+    points[:, :, 3] = valid
+    points = points.reshape(H * W, 4)
     depth = np.where(valid, z, np.float32(np.nan))
     return N3DInputs(image=image, points=points, map_hw=(H, W), shift0=shift0, scaling=scaling,
                      intrinsics_n=(float(fx_n), float(fy_n), float(cx_n), float(cy_n)), source_hw=(H0, W0),
