@@ -9,11 +9,8 @@ from __future__ import annotations
 import math
 from typing import Sequence, Tuple
 
-import numpy as np
-
+from ..core.boxes import box_from_n3d, box_to_n3d, project_box_normalized
 from ..core.camera import backproject_normalized
-from ..core.boxes import project_box_normalized
-from ..core.frames import n3d_yaw_to_optical, optical_to_n3d
 from ..core.types import Box3D
 from .box_parser import RawBox
 from .prompts import SceneBox
@@ -31,20 +28,14 @@ def decode_box(raw: RawBox, shift0: Sequence[float], scaling: float, intrinsics_
     z = (z_bin / NUM_BINS * WORLD_MAX) / scaling + float(shift0[2])
     size = [s / NUM_BINS * SCALE_MAX / scaling for s in (sx_bin, sy_bin, sz_bin)]
     yaw_n3d = a_bin / NUM_BINS * ANGLE_SPAN - ANGLE_SPAN / 2
-    center = np.asarray(backproject_normalized(u, v, z, intrinsics_n), dtype=np.float64).reshape(3)
+    X, Y, Z = (float(c) for c in backproject_normalized(u, v, z, intrinsics_n))  # OpenCV frame, spec 5.4 step 1
     attributes = {"bins": [int(b) if float(b).is_integer() else float(b) for b in raw.bins], "uv": [u, v]}
     # Bin 999 is the largest depth / size the model can write (spec 7 item 25): the true value may be larger.
     saturated = [name for name, b in zip(("z", "sx", "sy", "sz"), (z_bin, sx_bin, sy_bin, sz_bin)) if b >= NUM_BINS - 1]
     if saturated:
         attributes["saturated"] = saturated
-    return Box3D(
-        label=raw.label.strip(),
-        center=center,
-        size=size,
-        yaw=n3d_yaw_to_optical(yaw_n3d),
-        id=raw.id,
-        attributes=attributes,
-    )
+    # The demo stores (-X, -Y, Z) (x-left / y-up); box_from_n3d maps that frame to ours.
+    return box_from_n3d((-X, -Y, Z), size, yaw_n3d, label=raw.label.strip(), id=raw.id, attributes=attributes)
 
 
 def decode_boxes(raws: Sequence[RawBox], shift0, scaling: float, intrinsics_n) -> list:
@@ -53,7 +44,7 @@ def decode_boxes(raws: Sequence[RawBox], shift0, scaling: float, intrinsics_n) -
 
 def scene_box(box: Box3D, caption: str, intrinsics_n) -> SceneBox:
     """The numbers the demo writes into turn 2: N3D-frame centre + sizes, and the projected 2D box."""
-    center_n3d = optical_to_n3d(box.center)
+    center_n3d, size, _ = box_to_n3d(box)
     box2d = project_box_normalized(box, intrinsics_n)
-    return SceneBox(caption=caption, box3d=tuple(float(v) for v in (*center_n3d, *box.size)),
+    return SceneBox(caption=caption, box3d=tuple(float(v) for v in (*center_n3d, *size)),
                     box2d=tuple(float(v) for v in box2d))
