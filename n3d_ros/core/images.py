@@ -76,7 +76,8 @@ def _check_range(min_range_m: float, max_range_m: float) -> None:
 def _apply_range(metres: np.ndarray, min_range_m: float, max_range_m: float) -> np.ndarray:
     """NaN out everything that is not a reading inside [min, max] (in place on a float32 array)."""
     with np.errstate(invalid="ignore"):
-        bad = ~((metres >= max(min_range_m, np.finfo(np.float32).tiny)) & (metres <= max_range_m))
+        bad = ~(np.isfinite(metres) & (metres >= max(min_range_m, np.finfo(np.float32).tiny))
+                & (metres <= max_range_m))
     metres[bad] = np.nan
     return metres
 
@@ -94,7 +95,7 @@ def decode_depth(buffer: Buffer, encoding: str, width: int, height: int, step=No
     _check_range(min_range_m, max_range_m)
     raw = _unpack(buffer, encoding, width, height, step, is_bigendian)
     if encoding == "16UC1":
-        metres = raw.astype(np.float32) * np.float32(0.001)
+        metres = raw.astype(np.float32) / np.float32(1000.0)  # division: correctly rounded, 1234 -> 1.234f
     else:
         metres = raw.astype(np.float32, copy=True)
     return _apply_range(metres, min_range_m, max_range_m)
@@ -157,7 +158,7 @@ def decode_compressed_depth(data: Buffer, format: str, min_range_m: float = 0.0,
         got = "nothing" if stored is None else f"{stored.dtype} with shape {stored.shape}"
         raise InputError(f"compressed depth ({text!r}) must hold a single-channel 16-bit PNG, decoded {got}")
     if source == "16UC1":
-        metres = stored.astype(np.float32) * np.float32(0.001)
+        metres = stored.astype(np.float32) / np.float32(1000.0)
     else:
         _, quant_a, quant_b = _COMPRESSED_DEPTH_HEADER.unpack(encoded[:offset].tobytes())
         with np.errstate(divide="ignore", invalid="ignore"):

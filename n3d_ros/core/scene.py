@@ -295,8 +295,7 @@ def make_scene(seed: int, width: int = 640, height: int = 480, n_objects: Option
     if noise:
         measured = _sensor_effects(rng, depth)
         depth_mm = encode_depth_16uc1(measured)
-        frame_depth = depth_mm.astype(np.float32) * np.float32(0.001)
-        frame_depth[depth_mm == 0] = np.nan
+        frame_depth = decode_depth(depth_mm, "16UC1", width, height)
         rgb = rgb + rng.normal(0.0, 2.0, rgb.shape)
     else:
         frame_depth = depth.astype(np.float32)
