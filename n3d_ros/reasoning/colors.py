@@ -28,8 +28,8 @@ _HUE_BANDS = ((8, "red"), (21, "orange"), (34, "yellow"), (85, "green"), (100, "
               (130, "blue"), (150, "purple"), (170, "pink"), (180, "red"))
 _DARK_V = 50        # below this value everything is black
 _GRAY_S = 50        # below this saturation a pixel is achromatic
-_WHITE_V = 190      # achromatic and brighter than this: white
-_BROWN_V = 150      # orange hue but darker than this: brown
+_WHITE_V = 140      # achromatic and brighter than this: white (a shaded white face reads ~150)
+_BROWN_V = 130      # orange hue but darker than this: brown (a shaded orange face reads ~145)
 
 
 def canonical_color(word: str) -> Optional[str]:
