@@ -173,3 +173,16 @@ def test_save_load_round_trip(tmp_path, noisy_scene):
 def test_load_scene_names_missing_files(tmp_path):
     with pytest.raises(InputError, match="missing color.png"):
         load_scene(tmp_path)
+
+
+def test_cli_writes_a_loadable_scene(tmp_path, capsys):
+    from n3d_ros.cli import main
+
+    assert main(["scene", "--seed", "4", "--out", str(tmp_path / "a"), "--objects", "3", "--no-noise"]) == 0
+    printed = capsys.readouterr().out
+    loaded = load_scene(tmp_path / "a")
+    assert len(loaded.objects) == 3 and "wrote" in printed and loaded.objects[0].label in printed
+    expected = make_scene(4, n_objects=3, noise=False)
+    assert np.array_equal(loaded.depth_mm, expected.depth_mm)
+    assert main(["scene", "--seed", "4", "--out", str(tmp_path / "b"), "--objects", "12"]) == 2
+    assert "n_objects" in capsys.readouterr().err
