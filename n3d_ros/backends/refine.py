@@ -207,6 +207,8 @@ class RefineReport:
 def _window(box: Box3D, frame: RGBDFrame, grow: np.ndarray):
     """Pixel rectangle (i0, i1, j0, j1) covering the grown box, or None when it is not in view."""
     half = box.size / 2 + grow
+    if box.center[2] + half[2] <= 0.05:
+        return None  # wholly behind (or at) the camera
     corners = box.center + half * np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
     corners[:, 2] = np.maximum(corners[:, 2], 0.05)  # clip to just in front of the camera
     u, v = project_pixels(corners, frame.camera)
