@@ -111,15 +111,16 @@ def outlier_tolerance_m(z: np.ndarray) -> np.ndarray:
 
 
 def _supported(z: np.ndarray, tol: np.ndarray) -> np.ndarray:
-    """True where a pixel has a neighbour within tol on at least one side horizontally AND vertically.
+    """True where a pixel has a neighbour on at least one side horizontally AND one vertically whose depth
+    differs by at most the tolerance of the farther of the two.
 
     A flying pixel (stereo blending foreground and background) differs from both its left and right (or
     upper and lower) neighbours; an isolated speckle differs from all four. A real surface pixel, even on a
-    silhouette edge or corner, keeps a same-surface neighbour in each direction. Invalid pixels hold z = 0,
-    so they never support anything.
+    silhouette edge or corner, keeps a same-surface neighbour in each direction. Invalid pixels hold NaN,
+    which compares False, so they never support anything.
     """
-    close_h = np.abs(z[:, 1:] - z[:, :-1]) <= tol[:, 1:]   # pixel j+1 vs its left neighbour j
-    close_v = np.abs(z[1:, :] - z[:-1, :]) <= tol[1:, :]
+    close_h = np.abs(z[:, 1:] - z[:, :-1]) <= np.maximum(tol[:, 1:], tol[:, :-1])  # pixel j+1 vs pixel j
+    close_v = np.abs(z[1:, :] - z[:-1, :]) <= np.maximum(tol[1:, :], tol[:-1, :])
     horizontal = np.zeros(z.shape, dtype=bool)
     horizontal[:, 1:] = close_h
     horizontal[:, :-1] |= close_h
@@ -148,8 +149,8 @@ def build_point_map(frame: RGBDFrame, min_range_m: float = 0.1, max_range_m: flo
 
     from .camera import has_distortion, undistort_frame
 
-    if not (0.0 <= min_range_m < max_range_m):
-        raise InputError(f"depth range must satisfy 0 <= min < max, got min={min_range_m} max={max_range_m}")
+    if not (0.0 <= min_range_m < max_range_m < float("inf")):
+        raise InputError(f"depth range must satisfy 0 <= min < max < inf, got min={min_range_m} max={max_range_m}")
     undistorted = has_distortion(frame.camera)
     if undistorted:
         if not undistort:
@@ -171,12 +172,12 @@ def build_point_map(frame: RGBDFrame, min_range_m: float = 0.1, max_range_m: flo
     depth = frame.depth if (W, H_full) == (W0, H0) and H == H_full else frame.depth[rows[:, None], cols[None, :]]
     depth = np.asarray(depth, dtype=np.float32)
 
-    with np.errstate(invalid="ignore"):
-        valid = (depth >= max(min_range_m, 1e-6)) & (depth <= max_range_m)
-    z = np.where(valid, depth, np.float32(0.0))  # 0 for invalid keeps the arithmetic below finite
+    valid = (depth >= max(min_range_m, 1e-6)) & (depth <= max_range_m)  # NaN compares False
+    depth = np.where(valid, depth, np.float32(np.nan))  # NaN: never supports a neighbour, marks "no point"
     if filter_outliers:
-        valid &= _supported(z, outlier_tolerance_m(z))
-        z[~valid] = 0.0
+        valid &= _supported(depth, outlier_tolerance_m(depth))
+        np.copyto(depth, np.float32(np.nan), where=~valid)
+    z = np.where(valid, depth, np.float32(0.0))  # 0 for invalid keeps the arithmetic below finite
     count = int(np.count_nonzero(valid))
     if count == 0:
         raise InputError(f"no valid depth in [{min_range_m}, {max_range_m}] m remains in the {W0}x{H0} frame: "
@@ -213,7 +214,6 @@ def build_point_map(frame: RGBDFrame, min_range_m: float = 0.1, max_range_m: flo
         np.multiply(plane, scratch, out=points[:, :, channel])
     points[:, :, 3] = valid
     points = points.reshape(H * W, 4)
-    depth = np.where(valid, z, np.float32(np.nan))
     return N3DInputs(image=image, points=points, map_hw=(H, W), shift0=shift0, scaling=scaling,
                      intrinsics_n=(float(fx_n), float(fy_n), float(cx_n), float(cy_n)), source_hw=(H0, W0),
                      valid_fraction=count / float(H * W), crop_rows=(top, H_full - H - top), depth=depth,
