@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from n3d_ros.core.pointmap import (assert_layout_matches, build_point_map, processor_grid, target_size)
@@ -202,3 +204,29 @@ def test_float16_option_rounds_like_the_official_npz(scene_inputs):
     assert np.allclose(got, got.astype(np.float16).astype(np.float64), rtol=1e-6, atol=1e-6)
     assert np.allclose(got, metric[valid], rtol=2.0**-10, atol=1e-6)
     assert not np.allclose(rounded.points, inputs.points, atol=1e-6, rtol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(200, 1400), st.integers(200, 1400), st.floats(0.6, 1.4), st.floats(0.3, 0.7),
+       st.floats(0.3, 0.7), st.integers(0, 2**32 - 1))
+def test_any_frame_size_maps_back_to_its_source_pixels(w0, h0, focal, px, py, seed):
+    """Property: for any frame size and intrinsics, every valid map pixel lies on the source camera ray through
+    the source pixel its depth was taken from (nearest at centres), and the layout suits the model."""
+    depth = np.random.default_rng(seed).uniform(0.5, 4.0, size=(h0, w0)).astype(np.float32)
+    cam_cx, cam_cy = px * w0, py * h0
+    frame = _frame(depth, fx=focal * w0, fy=focal * w0, cx=cam_cx, cy=cam_cy)
+    inputs = build_point_map(frame, filter_outliers=False)
+    H, W = inputs.map_hw
+    assert max(H, W) == 640 and inputs.image.size == (W, H)
+    assert_layout_matches(inputs.map_hw, processor_grid(W, H))
+    w_t, h_full = target_size(w0, h0)
+    top = inputs.crop_rows[0]
+    metric = inputs.metric_points_n3d().reshape(H, W, 3)
+    X, Y, Z = -metric[..., 0], -metric[..., 1], metric[..., 2]
+    u_px, v_px = focal * w0 * X / Z + cam_cx, focal * w0 * Y / Z + cam_cy
+    j, i = np.meshgrid(np.arange(W), np.arange(H))
+    assert np.allclose(u_px, (j + 0.5) * w0 / W - 0.5, atol=1e-3)
+    assert np.allclose(v_px, (i + top + 0.5) * h0 / h_full - 0.5, atol=1e-3)
+    src_i = np.minimum(((i + top + 0.5) * h0 / h_full).astype(int), h0 - 1)
+    src_j = np.minimum(((j + 0.5) * w0 / W).astype(int), w0 - 1)
+    assert np.array_equal(inputs.depth, depth[src_i, src_j])
