@@ -110,6 +110,7 @@ def test_colour_encodings_give_rgb(encoding):
     got = decode_color(_pack_rows(rows, "B" * bpp, 3, step), encoding, 3, 2, step=step)
     assert got.dtype == np.uint8 and got.shape == (2, 3, 3) and got.flags.c_contiguous
     assert got.tolist() == [[list(px) for px in row] for row in RGB]
+    got[0, 0] = 0  # a fresh writable array, not a view of the (immutable) message bytes
 
 
 def test_mono8_is_replicated():

@@ -27,7 +27,13 @@ _COEFFICIENT_COUNTS = {"plumb_bob": (4, 5), "rational_polynomial": (8, 12, 14), 
 def camera_from_info(width: int, height: int, k: Sequence[float], d: Sequence[float] = (),
                      distortion_model: str = "plumb_bob",
                      frame_id: str = "camera_color_optical_frame") -> PinholeCamera:
-    """Validated PinholeCamera from CameraInfo fields (K row-major 3x3, D, distortion_model)."""
+    """Validated PinholeCamera from CameraInfo fields (K row-major 3x3, D, distortion_model).
+
+    Refuses: K not 9 finite numbers, skew or a malformed last row, non-positive focal lengths, a principal
+    point outside the image. Distortion: all-zero D is a plain pinhole whatever the model name; non-zero D is
+    kept for plumb_bob / rational_polynomial / equidistant and honoured by undistorting the frame
+    (:func:`undistort_frame`, done by build_point_map); any other model with non-zero D is refused.
+    """
     width, height = int(width), int(height)
     if width <= 0 or height <= 0:
         raise InputError(f"camera size must be positive, got {width}x{height}")

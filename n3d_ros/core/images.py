@@ -109,9 +109,10 @@ def decode_color(buffer: Buffer, encoding: str, width: int, height: int, step=No
     raw = _unpack(buffer, encoding, width, height, step, is_bigendian)
     if encoding == "mono8":
         return np.repeat(raw[:, :, None], 3, axis=2)
+    # always a fresh, writable array: a view would pin (and share) the message buffer
     if encoding.startswith("bgr"):
-        return np.ascontiguousarray(raw[:, :, 2::-1])
-    return np.ascontiguousarray(raw[:, :, :3])
+        return np.array(raw[:, :, 2::-1], order="C")
+    return np.array(raw[:, :, :3], order="C")
 
 
 def decode_compressed_color(data: Buffer) -> np.ndarray:
