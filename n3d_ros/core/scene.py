@@ -220,10 +220,12 @@ def _render(camera: PinholeCamera, R, C, solids: List[_Solid]):
     on_table = (t_table > 0) & (np.abs(p_table[:, 0]) <= TABLE_HALF[0]) & (np.abs(p_table[:, 1]) <= TABLE_HALF[1])
     depth = np.where(on_table, t_table, np.where(t_floor > 0, t_floor, np.inf))
     p = C + np.where(np.isfinite(depth), depth, 0.0)[:, None] * dirs
-    up = np.tile([0.0, 0.0, 1.0], (dirs.shape[0], 1))
+    # table and floor face up, so their Lambert term is one number; only the texture varies per pixel
+    flat_gain = 0.35 + 0.65 * max(float(_LIGHT[2]), 0.0)
     grain = 1.0 + 0.07 * np.sin(2 * np.pi * p[:, 0] / 0.035 + 3.0 * np.sin(7.0 * p[:, 1]))
     checker = 1.0 + 0.08 * np.where((np.floor(p[:, 0] / 0.3) + np.floor(p[:, 1] / 0.3)) % 2 == 0, 1, -1)
-    color = np.where(on_table[:, None], _shade((165, 120, 80), up, grain), _shade((125, 125, 130), up, checker))
+    color = (np.where(on_table[:, None], np.array([165.0, 120.0, 80.0]), np.array([125.0, 125.0, 130.0]))
+             * (flat_gain * np.where(on_table, grain, checker))[:, None])
     mask = np.full(H * W, -1, dtype=np.int16)
     alone = []
     for k, solid in enumerate(solids):
