@@ -15,7 +15,7 @@ set -u
   || { echo "run_tests: the generated n3d_ros interfaces do not import; run 'make setup'" >&2; exit 1; }
 
 if [ $# -eq 0 ]; then set -- test; fi
-# -p no:dash: a pytest plugin that arrives with open3d and only adds warnings.
+# -p no:dash: a pytest plugin that plotly/dash installs bring along; it only adds warnings.
 pytest -q -p no:cacheprovider -p no:dash "$@"
 rc=$?
 if [ $rc -eq 5 ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or refresh our environment on a Debian/Ubuntu machine with no system ROS:
-#   1. .venv with ROS 2 (PyPI wheels), colcon, torch (CPU), transformers, open3d, opencv, test tools;
+#   1. .venv with ROS 2 (PyPI wheels), colcon, torch (CPU), transformers, opencv, test tools;
 #   2. the CMake path repair the wheels need (ci/fix_cmake_paths.py);
 #   3. colcon build of n3d_ros, plus our wire-compatible vision_msgs when no real one is on AMENT_PREFIX_PATH.
 # Idempotent: each step is skipped when a stamp keyed on the hash of its inputs is present.
