@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -209,6 +209,7 @@ def test_float16_option_rounds_like_the_official_npz(scene_inputs):
 @settings(max_examples=25, deadline=None)
 @given(st.integers(200, 1400), st.integers(200, 1400), st.floats(0.6, 1.4), st.floats(0.3, 0.7),
        st.floats(0.3, 0.7), st.integers(0, 2**32 - 1))
+@example(552, 824, 1.0, 0.5, 0.5, 0)  # a map pixel centre exactly on a source pixel boundary (j = 53)
 def test_any_frame_size_maps_back_to_its_source_pixels(w0, h0, focal, px, py, seed):
     """Property: for any frame size and intrinsics, every valid map pixel lies on the source camera ray through
     the source pixel its depth was taken from (nearest at centres), and the layout suits the model."""

@@ -131,8 +131,9 @@ def _supported(z: np.ndarray, tol: np.ndarray) -> np.ndarray:
 
 
 def _resize_indices(source: int, target: int) -> np.ndarray:
-    """Nearest source index for each target pixel, matching pixel centres: floor((i + 0.5) * source / target)."""
-    return np.minimum(((np.arange(target) + 0.5) * (source / target)).astype(np.int64), source - 1)
+    """Nearest source index for each target pixel, matching pixel centres: floor((i + 0.5) * source / target).
+    Integer arithmetic, so a centre falling exactly on a source pixel boundary always picks the same side."""
+    return np.minimum(((2 * np.arange(target, dtype=np.int64) + 1) * source) // (2 * target), source - 1)
 
 
 def build_point_map(frame: RGBDFrame, min_range_m: float = 0.1, max_range_m: float = 10.0,
