@@ -73,8 +73,9 @@ class N3DNode(LifecycleNode):
         self.tf = None
         self.lifecycle = "unconfigured"
         self.model_state = "not loaded"
-        self._subscriptions = []
-        self._timers = []
+        # Not _subscriptions/_timers: rclpy.Node keeps its own lists under those names.
+        self._input_subscriptions = []
+        self._active_timers = []
         self._pubs = {}
         self._class_ids = {}
         self._last_detected_stamp = -1
@@ -143,13 +144,13 @@ class N3DNode(LifecycleNode):
         qos = self._input_qos()
         for topic, kind, stream in ((s.color_topic, Image, "color"), (s.depth_topic, Image, "depth"),
                                     (s.camera_info_topic, CameraInfo, "info")):
-            self._subscriptions.append(self.create_subscription(
+            self._input_subscriptions.append(self.create_subscription(
                 kind, topic, lambda msg, stream=stream: self._on_sensor(stream, msg), qos,
                 callback_group=self._sensors))
         if s.detection_rate_hz > 0:
-            self._timers.append(self.create_timer(1.0 / s.detection_rate_hz, self._on_detection_timer,
+            self._active_timers.append(self.create_timer(1.0 / s.detection_rate_hz, self._on_detection_timer,
                                                   callback_group=self._background))
-        self._timers.append(self.create_timer(s.no_input_warning_s, self._check_inputs,
+        self._active_timers.append(self.create_timer(s.no_input_warning_s, self._check_inputs,
                                               callback_group=self._background))
         self._activated_at = time.monotonic()
         self._received_at_activation = {k: self.stats.received(k) for k in ("color", "depth", "info", "matched")}
@@ -158,12 +159,12 @@ class N3DNode(LifecycleNode):
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self.lifecycle = "inactive"
-        for sub in self._subscriptions:
+        for sub in self._input_subscriptions:
             self.destroy_subscription(sub)
-        for timer in self._timers:
+        for timer in self._active_timers:
             timer.cancel()
             self.destroy_timer(timer)
-        self._subscriptions, self._timers = [], []
+        self._input_subscriptions, self._active_timers = [], []
         _free_gpu_cache()
         return TransitionCallbackReturn.SUCCESS
 
