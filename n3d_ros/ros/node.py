@@ -398,7 +398,7 @@ class N3DNode(LifecycleNode):
             self.stats.count("queries_refused")
             return _failure(f"busy: {exc}")
         while not job.wait(0.1):
-            report(job.stage, time.monotonic() - started)
+            report(job.stage, time.monotonic() - started, job.partial)
             if cancelled() or time.monotonic() > deadline:
                 job.abandon()
                 reason = "cancelled" if cancelled() else f"timed out after {timeout:.1f} s (stage: {job.stage})"
@@ -414,14 +414,19 @@ class N3DNode(LifecycleNode):
         match = match or self.matcher.latest()
         if match is None:
             return _failure(self._no_frame_message())
-        job.stage = "inferring"
+        job.stage = "grounding"
         try:
             frame = self._usable_frame(match)
         except InputError as exc:
             return _failure(f"the latest frame cannot be used: {exc}")
-        answer = self.pipeline.ask(frame, query)
-        job.stage = "publishing"
         image_header = Header(stamp=match.color.header.stamp, frame_id=frame.frame_id)
+
+        def grounded(grounding) -> None:  # action feedback: the boxes, before the (slow) reasoning turn
+            job.partial = conv.detections_3d(grounding.boxes, image_header, None)
+            job.stage = "reasoning"
+
+        answer = self.pipeline.ask(frame, query, on_grounded=grounded)
+        job.stage = "publishing"
         out_header, transform = image_header, None
         if target and target != frame.frame_id:
             try:

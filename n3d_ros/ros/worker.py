@@ -26,6 +26,7 @@ class Job:
         self.error: Optional[str] = None
         self.abandoned = threading.Event()
         self.stage = "queued"
+        self.partial: object = None  # e.g. the grounded boxes while a query is still reasoning
         self._done = threading.Event()
 
     def wait(self, timeout_s: float) -> bool:
