@@ -47,6 +47,9 @@ class PipelineConfig:
     prefix_cache: bool = True
     constrained_decoding: bool = True
     single_object_stop: bool = False
+    # A hub id is only looked up in the local cache unless downloads are allowed: a robot should not start
+    # fetching 16 GB (or stall on retries without a network) at configure time.
+    allow_download: bool = False
 
     def validated(self) -> "PipelineConfig":
         """Return self, or raise InputError naming the first bad field and its allowed values."""
@@ -113,6 +116,7 @@ def build_backend(config: PipelineConfig) -> Backend:
         quantization=config.quantization or None,
         sampling=config.sampling,
         max_new_tokens=config.max_new_tokens,
+        local_files_only=not config.allow_download,
     )
     if config.prefix_cache or config.constrained_decoding:
         from .engine.fast_engine import FastN3DEngine

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,8 @@ def add_pipeline_args(parser: argparse.ArgumentParser, default_backend: str = "n
                        help="n3d: plain decoding of box lines (slower; valid greedy answers are the same)")
     group.add_argument("--single-object-stop", action="store_true",
                        help="n3d: stop grounding after the first box (when exactly one object is wanted)")
+    group.add_argument("--allow-download", action="store_true",
+                       help="n3d: fetch a hub id that is not in the local cache (default: cache only)")
     group.add_argument("--min-range", type=float, default=PipelineConfig.min_range_m, help="metres")
     group.add_argument("--max-range", type=float, default=PipelineConfig.max_range_m, help="metres")
 
@@ -49,7 +53,7 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         quantization=args.quantization, sampling=args.sampling, max_new_tokens=args.max_new_tokens,
         refine=args.refine, min_range_m=args.min_range, max_range_m=args.max_range,
         prefix_cache=not args.no_prefix_cache, constrained_decoding=not args.no_constrained_decoding,
-        single_object_stop=args.single_object_stop,
+        single_object_stop=args.single_object_stop, allow_download=args.allow_download,
     ))
 
 
@@ -122,4 +126,7 @@ def frame_from_args(args: argparse.Namespace) -> RGBDFrame:
 
 
 def print_json(payload: dict) -> None:
-    print(json.dumps(payload, indent=2))
+    try:
+        print(json.dumps(payload, indent=2), flush=True)
+    except BrokenPipeError:  # `n3d ... | head`: the reader left; not an error of ours
+        sys.stdout = open(os.devnull, "w")

@@ -27,6 +27,7 @@ PARAMETERS = {
     "prefix_cache": (True, "n3d: reuse the image prefill for every question on a frame"),
     "constrained_decoding": (True, "n3d: box grammar with drafted scaffold tokens for turn 1"),
     "single_object_stop": (False, "n3d: stop grounding after the first box of a single phrase"),
+    "allow_download": (False, "n3d: download a hub id missing from the local cache at configure"),
     "min_range_m": (0.1, "nearest valid depth, metres"),
     "max_range_m": (10.0, "farthest valid depth, metres"),
     "color_topic": ("/camera/camera/color/image_raw", "colour image topic"),
@@ -88,7 +89,8 @@ def validate(values: dict) -> tuple:
     pipeline = PipelineConfig.from_dict({
         key: values[key] for key in ("backend", "model", "device", "dtype", "quantization", "sampling",
                                      "max_new_tokens", "refine", "min_range_m", "max_range_m",
-                                     "prefix_cache", "constrained_decoding", "single_object_stop")})
+                                     "prefix_cache", "constrained_decoding", "single_object_stop",
+                                     "allow_download")})
     for name in ("color_topic", "depth_topic", "camera_info_topic"):
         if not values[name].strip():
             raise InputError(f"parameter {name} is empty: give the topic name (or remap it)")
