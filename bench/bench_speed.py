@@ -20,21 +20,9 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-
-
-def tiny_inputs(seed=0, h=480, w=640):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    points = np.concatenate([rng.random((h * w, 3)).astype(np.float32), np.ones((h * w, 1), np.float32)], 1)
-    return SimpleNamespace(image=Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)),
-                           points=points, map_hw=(h, w), shift0=np.zeros(3), scaling=1.0,
-                           intrinsics_n=(1.0, 1.3, 0.5, 0.5))
+from test_engine_speed import tiny_inputs  # noqa: E402  (the same synthetic frame the tests use)
 
 
 def median_time(fn, repeats):
@@ -47,12 +35,11 @@ def median_time(fn, repeats):
 
 
 def bench_prefix_cache(path, device, dtype, repeats):
-    from n3d_ros.engine.encoding import PointEncodingHook
     from n3d_ros.engine.fast_decode import DecodeStats
     from n3d_ros.engine.fast_engine import FastN3DEngine
     from n3d_ros.engine.model import load_engine
 
-    inputs = tiny_inputs()
+    inputs = tiny_inputs(h=480)
     questions = ("<image>How tall is the red box?", "<image>Where is the blue cylinder?")
     rows = []
     for new_tokens in (1, 32):
@@ -68,7 +55,6 @@ def bench_prefix_cache(path, device, dtype, repeats):
         prompt_len = fast.build_inputs(inputs, questions[1]).prompt.ids.__len__()
         rows.append((new_tokens, plain, cached, prompt_len + new_tokens - 1, fed_cached))
         fast.close()
-        PointEncodingHook  # noqa: B018 (imported for clarity of what close() removes)
     print("\n1. Second question on the same frame (tiny model, 640x480 frame, 391 image tokens)")
     print(f"   {'new tokens':>10} {'plain s':>9} {'cached s':>9} {'speed-up':>9} {'fed plain':>10} {'fed cached':>11}")
     for new_tokens, plain, cached, fed_plain, fed_cached in rows:
@@ -101,7 +87,7 @@ def bench_drafting(path, device, dtype):
     base.hook.remove()
     fast = FastN3DEngine(base.model, base.tokenizer, base.image_processor, max_new_tokens=200)
     results = {}
-    inputs = tiny_inputs(seed=3)
+    inputs = tiny_inputs(seed=3, h=480)
     fast._turn_mode = "detect"
     fast.run_turn(inputs, detection_text())  # warm-up: image prefix, grammar masks
     for draft in (False, True):

@@ -177,7 +177,7 @@ def project_box_pixels(box: Box3D, camera: PinholeCamera, clip: bool = True) -> 
     return float(x0), float(y0), float(x1), float(y1)
 
 
-def _footprint(box: Box3D) -> np.ndarray:
+def footprint_xz(box: Box3D) -> np.ndarray:
     """(4, 2) counter-clockwise (x, z) corners of the box seen from above (along the optical y axis)."""
     half_x, half_z = box.size[0] / 2, box.size[2] / 2
     local = np.array([[-half_x, -half_z], [half_x, -half_z], [half_x, half_z], [-half_x, half_z]])
@@ -229,7 +229,7 @@ def iou_3d(a: Box3D, b: Box3D) -> float:
         hi = np.minimum(ca + a.size / 2, cb + b.size / 2)
         area = float(max(0.0, hi[0] - lo[0]) * max(0.0, hi[2] - lo[2]))
     else:
-        area = _polygon_area(_clip_convex(_footprint(a), _footprint(b)))
+        area = _polygon_area(_clip_convex(footprint_xz(a), footprint_xz(b)))
     intersection = area * overlap_y
     union = a.volume + b.volume - intersection
     return float(intersection / union) if union > 0 else 0.0

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..core.boxes import footprint_xz
 from ..core.types import Box3D, InputError
 
 CAMERA_UP = np.array([0.0, -1.0, 0.0])
@@ -83,16 +84,6 @@ def clock_position(frame: ViewerFrame, origin: np.ndarray, target: np.ndarray) -
     return 12 - int(angle // 30.0), angle
 
 
-def _footprint(box: Box3D) -> np.ndarray:
-    """The box's 4 corners in the optical x-z plane (yaw turns about +y_optical)."""
-    half_x, half_z = box.size[0] / 2.0, box.size[2] / 2.0
-    local = np.array([[-half_x, -half_z], [half_x, -half_z], [half_x, half_z], [-half_x, half_z]])
-    c, s = np.cos(box.yaw), np.sin(box.yaw)
-    # rotation about +y: x' = c x + s z, z' = -s x + c z
-    rot = np.array([[c, s], [-s, c]])
-    return local @ rot.T + box.center[[0, 2]]
-
-
 def _separated(a: np.ndarray, b: np.ndarray) -> bool:
     """Separating-axis test for two convex quadrilaterals."""
     for poly in (a, b):
@@ -119,7 +110,7 @@ def surface_distance(a: Box3D, b: Box3D) -> float:
     a vertex of one and an edge of the other.
     """
     gap_y = max(0.0, abs(a.center[1] - b.center[1]) - (a.size[1] + b.size[1]) / 2.0)
-    fa, fb = _footprint(a), _footprint(b)
+    fa, fb = footprint_xz(a), footprint_xz(b)
     if not _separated(fa, fb):
         gap_xz = 0.0
     else:
