@@ -196,11 +196,11 @@ def _relation(q: ParsedQuestion, ctx: _Context) -> Answer:
     ctx.trace.append(f"{detail}" + (f"; inverted for the opposite viewpoint" if view else ""))
     if holds is None:
         return _answer(ctx, f"That is False: {describe_box(a)} and {describe_box(b)} are level within "
-                            f"{TIE_TOLERANCE_M * 100:.1f} cm, so neither is {words} the other{view}.", [a, b], 0.0)
+                            f"{TIE_TOLERANCE_M * 100:.1f} cm, so neither is {words} the other{view}.", [a, b], 0.0, "bool")
     verdict = "True" if holds else "False"
     negation = "" if holds else "not "
     return _answer(ctx, f"That is {verdict}: {describe_box(a)} is {negation}{words} {describe_box(b)}{view}.",
-                   [a, b], 1.0 if holds else 0.0)
+                   [a, b], 1.0 if holds else 0.0, "bool")
 
 
 # superlative -> what its value measures; a pair is (word if >= 0, word if < 0) for signed coordinates
@@ -289,7 +289,8 @@ def _words_for_position(frame: ViewerFrame, center: np.ndarray) -> str:
     side = ("straight ahead" if abs(bearing) < 5 else
             f"slightly to the {'right' if bearing > 0 else 'left'}" if abs(bearing) < 20 else
             f"to the {'right' if bearing > 0 else 'left'}")
-    return f"{side}, {m(abs(r))} m {'right' if r >= 0 else 'left'} of the camera and {m(f)} m ahead"
+    return (f"{side}, {m(abs(r))} m {'right' if r >= 0 else 'left'} of the camera and {m(f)} m ahead of it "
+            "(measured level with the support surface)")
 
 
 def _where(q: ParsedQuestion, ctx: _Context) -> Answer:

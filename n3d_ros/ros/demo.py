@@ -80,7 +80,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"Q: {question}\nA: (no reply)")
                 status = 1
                 continue
-            value = f" [{reply.value:.3f} {reply.unit}]" if reply.has_value else ""
+            value = ""
+            if reply.has_value:
+                value = f" [{bool(reply.value)}]" if reply.unit == "bool" else f" [{reply.value:.3f} {reply.unit}]"
             text = reply.answer if reply.success else f"(refused: {reply.message})"
             print(f"Q: {question}\nA: {text}{value}  ({reply.answer_path}, {reply.latency_s * 1000:.0f} ms, "
                   f"{len(reply.objects.detections)} objects in {reply.objects.header.frame_id})")
