@@ -75,6 +75,7 @@ class N3DNode(LifecycleNode):
         self.model_state = "not loaded"
         # Not _subscriptions/_timers: rclpy.Node keeps its own lists under those names.
         self._input_subscriptions = []
+        self._frame_cache = None  # (matched set, RGBDFrame) of the latest frame a query or detection used
         self._active_timers = []
         self._pubs = {}
         self._class_ids = {}
@@ -196,6 +197,7 @@ class N3DNode(LifecycleNode):
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
         self.worker, self.pipeline, self.tf, self.matcher, self._pubs = None, None, None, None, {}
+        self._frame_cache = None
         self.model_state = "not loaded"
         gc.collect()
         _free_gpu_cache()
@@ -253,8 +255,15 @@ class N3DNode(LifecycleNode):
             self.stats.count("stale_frames")
             raise InputError(f"the latest frame is {age_s:.2f} s old (max_frame_age_s={s.max_frame_age_s}); "
                              "is the camera still publishing?")
-        return conv.frame_from_msgs(match.color, match.depth, match.info, self.pipeline.config.min_range_m,
-                                    self.pipeline.config.max_range_m)
+        cached = self._frame_cache
+        if cached is not None and cached[0] is match:
+            return cached[1]
+        frame = conv.frame_from_msgs(match.color, match.depth, match.info, self.pipeline.config.min_range_m,
+                                     self.pipeline.config.max_range_m)
+        # One RGBDFrame per matched set: backends key their per-frame work (point map, the model's cached
+        # image prefix) on the frame object, so every query about the same frame reuses it.
+        self._frame_cache = (match, frame)
+        return frame
 
     def _no_frame_message(self) -> str:
         s = self.settings
