@@ -215,3 +215,36 @@ def test_drafting_on_the_tiny_model_changes_passes_not_tokens(engines):
     assert results[True][0] == results[False][0]
     assert results[True][1] < results[False][1]
     fast.draft = True
+
+
+def test_single_object_stop_ends_after_the_first_box_line(tokenizer, grammar):
+    from n3d_ros.engine.fast_decode import count_box_lines
+
+    prompt = [151644] * 5
+    script = tokenizer.encode(DEMO2, add_special_tokens=False)
+    model = ScriptedModel(len(prompt), script, 152064)
+    model.comma = tokenizer.encode(",", add_special_tokens=False)[0]
+    prefix = ImagePrefix(key="frame", ids=torch.tensor([prompt]), cache=ScriptedCache(prompt),
+                         rope_deltas=torch.zeros(1, 1, dtype=torch.long), first_logits=model.logits_after(len(prompt)))
+    out = decode(model, prefix, torch.zeros((1, 0), dtype=torch.long), LogitsProcessorList(), EOS, 4096,
+                 DecodeStats(), grammar=grammar, drafter=BoxDrafter(grammar, tokenizer),
+                 stop=lambda ids: count_box_lines(tokenizer.decode(ids)) >= 1)
+    text = tokenizer.decode(out)
+    assert text.split("\n")[0] == DEMO2.split("\n")[0] and count_box_lines(text) == 1
+    assert prefix.cache.get_seq_length() == len(prompt)
+
+
+def test_engine_single_object_stop_keeps_exactly_one_whole_line(engines):
+    from n3d_ros.engine.fast_decode import count_box_lines
+
+    _, fast = engines
+    fast.single_object_stop = True
+    try:
+        for tokens in ([], DEMO2, DEMO3 + "\n" + "bbox_1=Bbox(x,1"):
+            ids = fast.tokenizer.encode(tokens, add_special_tokens=False) if tokens else []
+            kept = fast.tokenizer.decode(fast._first_box_only(ids))
+            assert count_box_lines(kept) == (1 if tokens else 0)
+            # ")" and "\n" may share one BPE token, so the kept text may carry the newline.
+            assert kept.rstrip("\n") == (tokens.split("\n")[0] if tokens else "")
+    finally:
+        fast.single_object_stop = False

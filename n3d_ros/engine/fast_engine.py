@@ -126,9 +126,17 @@ class FastN3DEngine(N3DEngine):
         grammar = self.grammar if (self._turn_mode and self.constrain_boxes) else None
         drafter = BoxDrafter(grammar, self.tokenizer, self._hint) if (grammar is not None and self.draft) else None
         stop = self._stop_after_one_box if (self.single_object_stop and self._turn_mode == "ground") else None
-        return decode(self.model, prefix, suffix, self.processors, self.eos_ids,
-                      self.generation_config.max_new_tokens, self.stats, grammar=grammar, drafter=drafter,
-                      sample=bool(self.generation_config.do_sample), generator=self._generator, stop=stop)
+        tokens = decode(self.model, prefix, suffix, self.processors, self.eos_ids,
+                        self.generation_config.max_new_tokens, self.stats, grammar=grammar, drafter=drafter,
+                        sample=bool(self.generation_config.do_sample), generator=self._generator, stop=stop)
+        return self._first_box_only(tokens) if stop is not None else tokens
+
+    def _first_box_only(self, tokens: List[int]) -> List[int]:
+        """Drop what verified drafts added after the first complete line (it would parse as a cut-off box)."""
+        for end in range(1, len(tokens) + 1):
+            if self._stop_after_one_box(tokens[:end]):
+                return tokens[:end]
+        return tokens
 
     def _stop_after_one_box(self, ids: List[int]) -> bool:
         return count_box_lines(self.tokenizer.decode(ids)) >= 1
