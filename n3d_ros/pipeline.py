@@ -13,11 +13,18 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Protocol
 
 from .backends.base import Backend, BackendUnsupported
-from .core.types import Answer, GroundingResult, InputError, RGBDFrame
+from .core.types import Answer, Cancelled, GroundingResult, InputError, RGBDFrame
+
+
+class CancelFlag(Protocol):
+    """What a caller passes to withdraw a request, e.g. a threading.Event."""
+
+    def is_set(self) -> bool: ...
 
 BACKENDS = ("tabletop", "n3d")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -143,48 +150,76 @@ class Pipeline:
         return Pipeline(self.backend, replace(self.config, refine=refine))
 
     # ------------------------------------------------------------------ detection
-    def detect(self, frame: RGBDFrame, prompt: Optional[str] = None) -> GroundingResult:
-        """All objects (prompt None) or the objects a phrase describes. Raises InputError on bad input."""
+    def detect(self, frame: RGBDFrame, prompt: Optional[str] = None,
+               cancel: Optional[CancelFlag] = None) -> GroundingResult:
+        """All objects (prompt None) or the objects a phrase describes.
+
+        Raises InputError on bad input and Cancelled once ``cancel`` is set (checked during decoding).
+        """
         start = time.perf_counter()
-        if prompt is None or not prompt.strip():
-            result = self.backend.detect(frame)
-        else:
-            result = self.backend.ground(frame, [validate_query(prompt, self.config.max_query_chars)])
+        with self._cancellable(cancel):
+            if prompt is None or not prompt.strip():
+                result = self.backend.detect(frame)
+            else:
+                result = self.backend.ground(frame, [validate_query(prompt, self.config.max_query_chars)])
         self._refine(frame, result)
         result.timings["total"] = time.perf_counter() - start
         return result
 
+    @contextmanager
+    def _cancellable(self, cancel: Optional[CancelFlag]) -> Iterator[None]:
+        """Let the backend poll ``cancel`` while it runs; one request at a time (the callers serialise)."""
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before it started")
+        self.backend.cancelled = cancel.is_set if cancel is not None else None
+        try:
+            yield
+        finally:
+            self.backend.cancelled = None
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+
     # ------------------------------------------------------------------ questions
     def ask(self, frame: RGBDFrame, question: str,
-            on_grounded: Optional[Callable[[GroundingResult], None]] = None) -> Answer:
-        """Answer one spatial question about the frame; never raises for bad questions or unusable frames.
+            on_grounded: Optional[Callable[[GroundingResult], None]] = None,
+            cancel: Optional[CancelFlag] = None) -> Answer:
+        """Answer one spatial question about the frame; never raises for bad questions, unusable frames,
+        model output that decodes to impossible boxes, or a withdrawn request (all give success=False).
 
         on_grounded(grounding) is called between grounding and reasoning (e.g. action feedback).
+        cancel: once set, decoding stops before its next forward pass and the answer says "cancelled".
         """
         from .reasoning.questions import parse_question
-        from .reasoning.spatial import answer_question
 
         start = time.perf_counter()
+        timings: dict = {}
+        grounding: Optional[GroundingResult] = None
         try:
             query = validate_query(question, self.config.max_query_chars)
             parsed = parse_question(query)
-            grounding = self.backend.ground_question(frame, query)
-        except InputError as exc:
-            return Answer(success=False, text="", path="none", message=str(exc),
-                          timings={"total": time.perf_counter() - start})
-        self._refine(frame, grounding)
-        if on_grounded is not None:
-            on_grounded(grounding)
-        timings = dict(grounding.timings)
-        reasoning_start = time.perf_counter()
-        if parsed is not None:
-            answer = answer_question(parsed, grounding.boxes)
-        else:
-            answer = self._answer_with_model(frame, query, grounding)
-        timings["reasoning" if answer.path == "geometry" else "answer"] = time.perf_counter() - reasoning_start
+            with self._cancellable(cancel):
+                grounding = self.backend.ground_question(frame, query)
+            self._refine(frame, grounding)
+            if on_grounded is not None:
+                on_grounded(grounding)
+            timings = dict(grounding.timings)
+            reasoning_start = time.perf_counter()
+            with self._cancellable(cancel):
+                answer = self._reason(frame, query, parsed, grounding)
+            timings["reasoning" if answer.path == "geometry" else "answer"] = time.perf_counter() - reasoning_start
+        except (InputError, Cancelled) as exc:
+            answer = Answer(success=False, text="", path="none", message=str(exc),  # Cancelled says "cancelled ..."
+                            objects=list(grounding.boxes) if grounding is not None else [])
         timings["total"] = time.perf_counter() - start
         answer.timings = timings
         return answer
+
+    def _reason(self, frame: RGBDFrame, query: str, parsed, grounding: GroundingResult) -> Answer:
+        from .reasoning.spatial import answer_question
+
+        if parsed is not None:
+            return answer_question(parsed, grounding.boxes)
+        return self._answer_with_model(frame, query, grounding)
 
     def _answer_with_model(self, frame: RGBDFrame, query: str, grounding: GroundingResult) -> Answer:
         try:

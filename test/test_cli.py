@@ -83,6 +83,24 @@ def test_bad_depth_file_is_refused(capsys, scene_dir, tmp_path):
     assert code == 2 and "16-bit millimetres" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content, fragment", [
+    ('{"k": [500, 0, 320, 0, 500, 240, 0, 0, 1]}', "missing ['width', 'height']"),
+    ('{"width": 640, "height": 480, "k": ["a", 0, 320, 0, 500, 240, 0, 0, 1]}', "malformed intrinsics"),
+    ('{"width": 640.5, "height": 480, "fx": 500, "fy": 500, "cx": 320, "cy": 240}', "whole numbers"),
+    ('{"width": 640, "height": 480, "fx": 500, "fy": 500, "cx": 320}', "missing ['cy']"),
+    ('[1, 2, 3]', "must be a JSON object"),
+    ('{"width": 640, "height": 480, "k": [500, 0, 320, 0, 500, 240, 0, 0, 1], "d": [0.1, "x"]}', "malformed"),
+    ('\xff\xfe', "cannot read intrinsics JSON"),
+])
+def test_malformed_intrinsics_files_are_one_clear_line(capsys, scene_dir, tmp_path, content, fragment):
+    bad = tmp_path / "camera_info.json"
+    bad.write_bytes(content.encode("latin-1").decode("unicode_escape").encode("latin-1"))
+    code = main(["detect", "--color", str(scene_dir / "color.png"), "--depth", str(scene_dir / "depth.png"),
+                 "--intrinsics", str(bad), "--backend", "tabletop"])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and "Traceback" not in err, err
+
+
 @pytest.mark.skipif(shutil.which("n3d") is None, reason="the n3d script is installed by make setup")
 def test_installed_entry_point(scene_dir):
     done = subprocess.run(["n3d", "ask", "--scene", str(scene_dir), "--backend", "tabletop",

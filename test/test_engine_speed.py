@@ -248,3 +248,22 @@ def test_engine_single_object_stop_keeps_exactly_one_whole_line(engines):
             assert kept.rstrip("\n") == (tokens.split("\n")[0] if tokens else "")
     finally:
         fast.single_object_stop = False
+
+
+def test_official_sampling_under_the_grammar_stays_grammatical(engines):
+    """Top-k/top-p must act on grammar-allowed tokens: masking after them could leave nothing to sample."""
+    from n3d_ros.engine.fast_engine import FastN3DEngine
+
+    _, fast = engines
+    fast.hook.remove()
+    sampler = FastN3DEngine(fast.model, fast.tokenizer, fast.image_processor, sampling="official", seed=0,
+                            max_new_tokens=40)
+    try:
+        assert sampler.generation_config.do_sample and sampler.warpers  # the official top-k/top-p are on
+        texts = [sampler.detect(tiny_inputs(seed=s)).turn.text for s in range(3)]
+        for text in texts:
+            assert text.startswith("bbox_0=Bbox(") and advance_text(initial_state(), text) is not None, text
+        sampler._generator.manual_seed(0)
+        assert sampler.detect(tiny_inputs(seed=0)).turn.text == texts[0]  # seeded: reproducible
+    finally:
+        swap_hook(sampler, fast)

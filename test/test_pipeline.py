@@ -115,3 +115,83 @@ def test_n3d_grounding_output_is_grammatical_and_decoded(tiny_pipeline, scene):
     for box in result.boxes:
         assert np.all(np.isfinite(box.center)) and np.all(box.size >= 0)
     json.dumps(result.to_dict())  # serialisable for the CLI
+
+
+# ---------------------------------------------------------------- withdrawn requests and impossible model output
+class CountingFlag:
+    """A cancel flag that turns on at its (after+1)-th poll, i.e. part-way through decoding."""
+
+    def __init__(self, after):
+        self.calls, self.after = 0, after
+
+    def is_set(self):
+        self.calls += 1
+        return self.calls > self.after
+
+
+def test_n3d_cancel_stops_decoding_and_the_pipeline_keeps_serving(tiny_pipeline, scene):
+    import threading
+
+    from n3d_ros.core.types import Cancelled
+
+    engine = tiny_pipeline.backend.engine
+    early = threading.Event()
+    early.set()
+    generated = engine.stats.generated_tokens
+    answer = tiny_pipeline.ask(scene.frame, "What would a chef cook with these?", cancel=early)
+    assert not answer.success and "cancelled before it started" in answer.message
+    assert engine.stats.generated_tokens == generated  # nothing decoded
+
+    flag = CountingFlag(after=4)
+    answer = tiny_pipeline.ask(scene.frame, "What would a chef cook with these?", cancel=flag)
+    assert not answer.success and answer.message.startswith("cancelled after"), answer.message
+    assert engine.stats.generated_tokens - generated < 24  # stopped before max_new_tokens
+    assert engine.cancelled is None  # the poll is not left behind for the next request
+    with pytest.raises(Cancelled):
+        tiny_pipeline.detect(scene.frame, cancel=CountingFlag(after=2))
+    later = tiny_pipeline.ask(scene.frame, "Which one would you give a child?")
+    assert later.path == "model" and "cancelled" not in later.message  # the shared prefix cache is intact
+
+
+def test_base_engine_generate_stops_when_cancelled(tiny_pipeline, scene):
+    """The plain HF generate path (no prefix cache, no constraints) honours cancellation as well."""
+    from n3d_ros.core.pointmap import build_point_map
+    from n3d_ros.core.types import Cancelled
+    from n3d_ros.engine.model import N3DEngine
+
+    fast = tiny_pipeline.backend.engine
+    fast.hook.remove()
+    plain = N3DEngine(fast.model, fast.tokenizer, fast.image_processor, max_new_tokens=24)
+    try:
+        flag = CountingFlag(after=3)
+        plain.cancelled = flag.is_set
+        with pytest.raises(Cancelled, match="cancelled after"):
+            plain.detect(build_point_map(scene.frame))
+        assert flag.calls > 3
+    finally:
+        plain.hook.remove()
+        from n3d_ros.engine.encoding import PointEncodingHook
+
+        fast.hook = PointEncodingHook(fast.model.model.visual.merger)
+
+
+class ImpossibleModelOutput:
+    """A backend whose model turn decodes to a box the geometry core refuses (e.g. behind the camera)."""
+
+    name, cancelled = "fake", None
+
+    def ground_question(self, frame, question):
+        from n3d_ros.core.types import GroundingResult
+
+        return GroundingResult(boxes=[], backend="fake")
+
+    def answer_freeform(self, frame, question, grounding):
+        raise InputError("bbox_0 lies behind the camera (z = -0.4 m)")
+
+    def close(self):
+        pass
+
+
+def test_impossible_model_output_becomes_a_failed_answer_not_an_exception(scene):
+    answer = Pipeline(ImpossibleModelOutput()).ask(scene.frame, "What would a chef cook with these?")
+    assert not answer.success and "behind the camera" in answer.message and "total" in answer.timings

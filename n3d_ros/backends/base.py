@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Protocol, Tuple
+from typing import Callable, List, Optional, Protocol, Tuple
 
 from ..core.types import GroundingResult, RGBDFrame
 
@@ -13,6 +13,9 @@ class BackendUnsupported(RuntimeError):
 
 class Backend(Protocol):
     name: str
+    # Set by the pipeline for the duration of one request; a backend with long steps (model decoding) polls it
+    # and raises core.types.Cancelled. Fast backends (tabletop, ~40 ms) leave it to the pipeline's own checks.
+    cancelled: Optional[Callable[[], bool]]
 
     def detect(self, frame: RGBDFrame) -> GroundingResult:
         """Every object the backend can find."""

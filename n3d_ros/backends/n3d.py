@@ -9,7 +9,7 @@ calls of one question (turn 1 and turn 2 must see the same inputs anyway).
 from __future__ import annotations
 
 import time
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from ..core.pointmap import N3DInputs, build_point_map
 from ..core.types import GroundingResult, InputError, RGBDFrame
@@ -27,6 +27,14 @@ class N3DBackend:
         self.max_range_m = max_range_m
         self._latest: Optional[Tuple[RGBDFrame, N3DInputs, VisionInputs]] = None
         self.last_turns: dict = {}  # raw texts of the latest call, for logs and callers that want them
+
+    @property
+    def cancelled(self) -> Optional[Callable[[], bool]]:
+        return self.engine.cancelled
+
+    @cancelled.setter
+    def cancelled(self, check: Optional[Callable[[], bool]]) -> None:
+        self.engine.cancelled = check  # polled before every forward pass of decoding
 
     # ------------------------------------------------------------ shared steps
     def prepare(self, frame: RGBDFrame, timings: dict) -> Tuple[N3DInputs, VisionInputs]:

@@ -58,23 +58,35 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
 
 
 def camera_from_json(path: Path):
+    """A camera from a JSON file: CameraInfo-style (width, height, k[9], d, distortion_model, frame_id) or
+    width, height, fx, fy, cx, cy. Every malformed file gives an InputError naming the file and the field."""
     from ..core.camera import camera_from_info
 
     try:
         data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read intrinsics JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: intrinsics must be a JSON object, got {type(data).__name__}")
+    missing = [key for key in ("width", "height") if key not in data]
     if "k" not in data and "K" not in data:
-        missing = [key for key in ("width", "height", "fx", "fy", "cx", "cy") if key not in data]
-        if missing:
-            raise InputError(f"{path}: intrinsics need k[9] or fx, fy, cx, cy; missing {missing}")
-        data["k"] = [data["fx"], 0.0, data["cx"], 0.0, data["fy"], data["cy"], 0.0, 0.0, 1.0]
-    return camera_from_info(
-        int(data["width"]), int(data["height"]), data.get("k", data.get("K")),
-        d=tuple(data.get("d", data.get("D", ()))),
-        distortion_model=data.get("distortion_model", "plumb_bob"),
-        frame_id=data.get("frame_id", "camera_color_optical_frame"),
-    )
+        missing += [key for key in ("fx", "fy", "cx", "cy") if key not in data]
+    if missing:
+        raise InputError(f"{path}: intrinsics need width, height and k[9] (or fx, fy, cx, cy); missing {missing}")
+    try:
+        k = data.get("k", data.get("K"))
+        if k is None:
+            k = [data["fx"], 0.0, data["cx"], 0.0, data["fy"], data["cy"], 0.0, 0.0, 1.0]
+        k = [float(v) for v in k]
+        width, height = data["width"], data["height"]
+        if isinstance(width, bool) or isinstance(height, bool) or int(width) != width or int(height) != height:
+            raise ValueError(f"width/height must be whole numbers, got {width!r}, {height!r}")
+        d = tuple(float(v) for v in data.get("d", data.get("D", ())))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: malformed intrinsics ({exc})") from exc
+    return camera_from_info(int(width), int(height), k, d=d,
+                            distortion_model=str(data.get("distortion_model", "plumb_bob")),
+                            frame_id=str(data.get("frame_id", "camera_color_optical_frame")))
 
 
 def read_color(path: Path) -> np.ndarray:

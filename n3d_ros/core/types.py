@@ -15,6 +15,10 @@ class InputError(ValueError):
     """Bad input from a user or a sensor: the message says what is wrong and how to fix it."""
 
 
+class Cancelled(RuntimeError):
+    """The caller withdrew the request (timeout, action cancel, node shutdown) while the model was decoding."""
+
+
 @dataclass(frozen=True)
 class PinholeCamera:
     """Pinhole intrinsics in pixels (OpenCV: pixel centres at integer coordinates).

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache, LogitsProcessorList
 
+from ..core.types import Cancelled
 from .box_grammar import BoxGrammar, initial_state
 
 
@@ -134,6 +135,8 @@ def decode(
     sample: bool = False,
     generator: Optional[torch.Generator] = None,
     stop: Optional[Callable[[List[int]], bool]] = None,
+    warpers: Optional[LogitsProcessorList] = None,
+    cancelled: Optional[Callable[[], bool]] = None,
 ) -> List[int]:
     """Generate after ``prefix`` + ``suffix_ids``; the prefix cache is restored to its length afterwards.
 
@@ -144,6 +147,8 @@ def decode(
     argmax; sampling: accepted with the model's probability, else resampled from the rest, which keeps the
     sampling distribution exact). So the output is the model's own; only the number of passes drops.
     stop(generated) -> True ends early (e.g. one object asked for and one box found).
+    processors run before the grammar mask and warpers (temperature, top-k, top-p) after it, as in HF generate.
+    cancelled() -> True raises Cancelled before the next forward pass (the caller gave up on this answer).
     """
     model.model.rope_deltas = prefix.rope_deltas  # text positions after the image = 1D position + rope_deltas
     stepper = Stepper(model, prefix.cache, stats)
@@ -160,6 +165,8 @@ def decode(
             allowed = torch.from_numpy(grammar.allowed(grammar_state))
             mask[: allowed.shape[0]] = allowed[: scores.shape[0]].to(scores.device)
             scores = scores.masked_fill(~mask, float("-inf"))
+        if warpers:
+            scores = warpers(seq, scores[None])[0]
         if proposal is None or not sample:
             return pick_token(scores, sample, generator)
         probs = torch.softmax(scores, dim=-1)
@@ -185,6 +192,8 @@ def decode(
             if len(generated) + 1 >= max_new_tokens:
                 generated.extend(accepted)
                 break
+            if cancelled is not None and cancelled():
+                raise Cancelled(f"cancelled after {len(generated) + 1} generated tokens")
             logits_all = stepper.forward([token] + draft)
             next_token = None
             for j, proposal in enumerate(draft):

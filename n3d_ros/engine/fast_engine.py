@@ -10,7 +10,7 @@ Greedy outputs equal N3DEngine's (tests compare them token for token).
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
@@ -22,19 +22,24 @@ from .fast_decode import DecodeStats, PrefixCache, build_prefix, count_box_lines
 from .model import N3DEngine, TurnInputs
 
 
-def logits_processors(config) -> LogitsProcessorList:
-    """The processors HF generate builds from this generation config, in its order."""
-    processors = LogitsProcessorList()
+def logits_processors(config) -> Tuple[LogitsProcessorList, LogitsProcessorList]:
+    """(penalties, warpers): the processors HF generate builds from this generation config, in its order.
+
+    HF applies a caller's own processors (here: the box grammar) after its penalties and before its warpers
+    (temperature, top-k, top-p). The grammar mask must sit there too: masking after top-k could leave no
+    allowed token at all (every score -inf, NaN probabilities).
+    """
+    penalties, warpers = LogitsProcessorList(), LogitsProcessorList()
     if config.repetition_penalty is not None and config.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
+        penalties.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
     if config.do_sample:
         if config.temperature is not None and config.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(config.temperature))
+            warpers.append(TemperatureLogitsWarper(config.temperature))
         if config.top_k is not None and config.top_k != 0:
-            processors.append(TopKLogitsWarper(config.top_k, min_tokens_to_keep=1))
+            warpers.append(TopKLogitsWarper(config.top_k, min_tokens_to_keep=1))
         if config.top_p is not None and config.top_p < 1.0:
-            processors.append(TopPLogitsWarper(config.top_p, min_tokens_to_keep=1))
-    return processors
+            warpers.append(TopPLogitsWarper(config.top_p, min_tokens_to_keep=1))
+    return penalties, warpers
 
 
 class FastN3DEngine(N3DEngine):
@@ -54,7 +59,7 @@ class FastN3DEngine(N3DEngine):
         self.single_object_stop = single_object_stop
         self.use_prefix_cache = use_prefix_cache
         self.stats = DecodeStats()
-        self.processors = logits_processors(self.generation_config)
+        self.processors, self.warpers = logits_processors(self.generation_config)
         self.eos_ids = list(self.generation_config.eos_token_id)
         self._grammar: Optional[BoxGrammar] = None
         self._turn_mode: Optional[str] = None
@@ -128,7 +133,8 @@ class FastN3DEngine(N3DEngine):
         stop = self._stop_after_one_box if (self.single_object_stop and self._turn_mode == "ground") else None
         tokens = decode(self.model, prefix, suffix, self.processors, self.eos_ids,
                         self.generation_config.max_new_tokens, self.stats, grammar=grammar, drafter=drafter,
-                        sample=bool(self.generation_config.do_sample), generator=self._generator, stop=stop)
+                        sample=bool(self.generation_config.do_sample), generator=self._generator, stop=stop,
+                        warpers=self.warpers, cancelled=self.cancelled)
         return self._first_box_only(tokens) if stop is not None else tokens
 
     def _first_box_only(self, tokens: List[int]) -> List[int]:

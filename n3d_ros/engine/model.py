@@ -16,11 +16,11 @@ import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..core.types import Box3D, InputError
+from ..core.types import Box3D, Cancelled, InputError
 from .box_parser import ParsedOutput, parse_boxes
 from .prompts import (Prompt, auto_split_selection, build_prompt, detection_text, grounding_text,
                       referenced_selection, scene_condition, split_text, turn2_text)
@@ -119,6 +119,8 @@ class N3DEngine:
         self.hook = PointEncodingHook(model.model.visual.merger)
         self.max_new_tokens = max_new_tokens
         self.generation_config = self.make_generation_config(sampling, max_new_tokens)
+        # Set per request by the caller (the pipeline): True once nobody waits for the answer any more.
+        self.cancelled: Optional[Callable[[], bool]] = None
         # generate() fills unset (None) fields from model.generation_config; make that ours too, so greedy
         # stays free of the checkpoint's sampling values.
         model.generation_config = self.generation_config
@@ -204,11 +206,24 @@ class N3DEngine:
 
         applied = self.hook.applied
         self.hook.arm(turn.points, turn.map_hw, turn.grid_hw)
+        cancelled = self.cancelled
+        criteria = None
+        if cancelled is not None:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            class _WhenCancelled(StoppingCriteria):
+                def __call__(self, input_ids, scores, **kwargs):
+                    return torch.full((input_ids.shape[0],), cancelled(), dtype=torch.bool, device=input_ids.device)
+
+            criteria = StoppingCriteriaList([_WhenCancelled()])
         try:
             with torch.inference_mode():
-                out = self.model.generate(**turn.model_kwargs, generation_config=self.generation_config)
+                out = self.model.generate(**turn.model_kwargs, generation_config=self.generation_config,
+                                          stopping_criteria=criteria)
         finally:
             self.hook.disarm()
+        if cancelled is not None and cancelled():
+            raise Cancelled(f"cancelled after {out.shape[1] - turn.model_kwargs['input_ids'].shape[1]} generated tokens")
         if self.hook.applied != applied + 1:
             raise RuntimeError(f"the 3D encoding ran {self.hook.applied - applied} times in one generate call, not once")
         return out[0, turn.model_kwargs["input_ids"].shape[1]:].tolist()
