@@ -87,7 +87,19 @@ def test_viewer_frame_rejects_degenerate_up():
     with pytest.raises(InputError):
         viewer_frame([0, 0, 0])
     with pytest.raises(InputError):
-        viewer_frame([0, 0, -1])  # looking straight down: no horizontal forward
+        viewer_frame([0, float("inf"), 0])
+
+
+@pytest.mark.parametrize("tilt_deg", (-5.0, -1.0, 0.0, 1.0, 5.0))
+def test_viewer_frame_looking_straight_down_faces_the_image_top(tilt_deg):
+    # optical z (nearly) along -up: forward is the image's up (-y optical) made horizontal, right is +x
+    t = math.radians(tilt_deg)
+    up = np.array([0.0, math.sin(t), -math.cos(t)])
+    f = viewer_frame(up)
+    # -y made horizontal: (0, -1, 0) + sin t * up, normalised by cos t
+    assert np.allclose(f.forward, [0.0, -math.cos(t), -math.sin(t)])
+    assert np.allclose(f.right, [1.0, 0.0, 0.0])
+    assert abs(f.forward @ up) < 1e-12
 
 
 @pytest.mark.parametrize("right, forward, hour", [

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pytest
 
+from n3d_ros.backends.tabletop import TabletopBackend
+from n3d_ros.core.scene import make_scene
 from n3d_ros.core.types import Box3D
 from n3d_ros.reasoning.questions import ParsedQuestion, parse_question
 from n3d_ros.reasoning.spatial import answer_question
@@ -86,16 +88,66 @@ def test_surface_distance_of_axis_aligned_boxes():
         assert answer.value <= math.dist(a.center, b.center)
 
 
-def test_dimensions_and_volume():
-    boxes, _ = make_table_scene(3)
+def _truth_dimensions(scene, obj):
+    """(width, height, depth) of a rendered upright solid: its footprint extent along the camera's horizontal
+    right and forward, computed in the table frame from the scene's pose, and its height."""
+    rot = scene.optical_from_table[:3, :3]
+    forward = np.array([rot[2, 0], rot[2, 1], 0.0])  # optical z in table coordinates, made horizontal
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    pose, shape = obj.attributes["pose_table"], obj.attributes["shape"]
+    if shape == "box":
+        c, s = math.cos(pose["yaw"]), math.sin(pose["yaw"])
+        axis_x, axis_y = np.array([c, s, 0.0]), np.array([-s, c, 0.0])
+        extent = [abs(e @ axis_x) * pose["size_x"] + abs(e @ axis_y) * pose["size_y"] for e in (right, forward)]
+        return extent[0], pose["height"], extent[1]
+    diameter = 2 * pose["radius"]
+    return diameter, (pose["height"] if shape == "cylinder" else diameter), diameter
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    """Rendered tabletop scenes (camera pitched 30-42 deg) and the tabletop backend's boxes for them."""
+    scenes = {seed: make_scene(seed) for seed in (1, 3, 8)}
+    backend = TabletopBackend()
+    return {seed: (scene, backend.detect(scene.frame).boxes) for seed, scene in scenes.items()}
+
+
+@pytest.mark.parametrize("seed", (1, 3, 8))
+def test_dimensions_and_volume(rendered, seed):
+    # a pitched camera's optical box mixes height and depth: the answers must be the objects' true ones
+    scene, boxes = rendered[seed]
+    assert len(boxes) == len(scene.objects)
+    for obj in scene.objects:
+        color = obj.attributes["color"]
+        w, h, d = _truth_dimensions(scene, obj)
+        tall = ask(f"How tall is the {color} object?", boxes)
+        assert tall.success and tall.value == pytest.approx(h, abs=0.008), (obj.label, h, obj.size)
+        assert ask(f"How wide is the {color} object?", boxes).value == pytest.approx(w, abs=0.015)
+        assert ask(f"How deep is the {color} object?", boxes).value == pytest.approx(d, abs=0.02)
+        size = ask(f"How big is the {color} object?", boxes)
+        assert size.unit == "m^3" and size.value == pytest.approx(w * h * d, rel=0.35)
+        assert f"{tall.value:.2f} m tall" in size.text
+
+
+def test_dimensions_without_measurements():
+    # no gravity: N3D's convention, sizes along optical x, y, z (spec section 6: height = sy)
+    boxes, _ = make_table_scene(3, with_gravity=False)
     for box in boxes:
         w, h, d = (float(s) for s in box.size)
         assert ask(f"How tall is the {box.label}?", boxes).value == pytest.approx(h)
         assert ask(f"How wide is the {box.label}?", boxes).value == pytest.approx(w)
         assert ask(f"How deep is the {box.label}?", boxes).value == pytest.approx(d)
         size = ask(f"How big is the {box.label}?", boxes)
-        assert size.value == pytest.approx(w * h * d) and size.unit == "m^3"
-        assert f"{w:.2f} m wide" in size.text and f"{h:.2f} m tall" in size.text
+        assert size.value == pytest.approx(w * h * d) and f"{h:.2f} m tall" in size.text
+    # gravity known, nothing measured: the box solid's extent along up, from its eight corners
+    boxes, _ = make_table_scene(3)
+    for box in boxes:
+        up = np.array(box.attributes["support_up"])
+        corners = np.array([box.center + np.array([sx, sy, sz]) * box.size / 2
+                            for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+        height = float((corners @ up).max() - (corners @ up).min())
+        assert ask(f"How tall is the {box.label}?", boxes).value == pytest.approx(height)
 
 
 RELATION_REFERENCE = {  # relation -> (table axis, A's coordinate minus B's must have this sign)
@@ -148,17 +200,37 @@ def test_relation_list():
             assert answer.text.startswith("Nothing is to the left of")
 
 
-def test_size_comparison_relations():
-    boxes, _ = make_table_scene(2)
-    # differences under 1 % of volume or 5 mm of height are ties, answered False
-    for a, b in itertools.permutations(boxes, 2):
-        va, vb = np.prod(a.size), np.prod(b.size)
-        bigger = ask(f"Is the {a.label} bigger than the {b.label}?", boxes)
-        assert bigger.value == float(va > vb and va - vb > 0.01 * max(va, vb))
-        taller = ask(f"Is the {a.label} taller than the {b.label}?", boxes)
-        assert taller.value == float(a.size[1] - b.size[1] >= 0.005)
-        if abs(a.size[1] - b.size[1]) < 0.005:
-            assert "level" in taller.text
+@pytest.mark.parametrize("seed", (1, 3, 8))
+def test_size_comparison_relations(rendered, seed):
+    scene, boxes = rendered[seed]
+    for a, b in itertools.permutations(scene.objects, 2):
+        ha, hb = _truth_dimensions(scene, a)[1], _truth_dimensions(scene, b)[1]
+        question = f"Is the {a.attributes['color']} object taller than the {b.attributes['color']} object?"
+        if abs(ha - hb) > 0.02:  # beyond the measurement error
+            assert ask(question, boxes).value == float(ha > hb), (a.label, ha, b.label, hb)
+        va, vb = (np.prod(_truth_dimensions(scene, o)) for o in (a, b))
+        if abs(va - vb) > 0.5 * max(va, vb):
+            question = f"Is the {a.attributes['color']} object bigger than the {b.attributes['color']} object?"
+            assert ask(question, boxes).value == float(va > vb)
+    heights = sorted((_truth_dimensions(scene, o)[1], o.attributes["color"]) for o in scene.objects)
+    if heights[-1][0] - heights[-2][0] > 0.02:
+        assert ask("Which object is the tallest?", boxes).objects[0].attributes["color"] == heights[-1][1]
+    if heights[1][0] - heights[0][0] > 0.02:
+        assert ask("Which object is the shortest?", boxes).objects[0].attributes["color"] == heights[0][1]
+    # differences under 1 % of volume or 5 mm of height are ties, answered False with the reason
+    flat = [Box3D("red box", [-0.2, 0.1, 1.0], [0.1, 0.1, 0.1], attributes={"color": "red"}),
+            Box3D("blue box", [0.2, 0.1, 1.0], [0.1, 0.1008, 0.1], attributes={"color": "blue"})]
+    tie = ask("Is the blue box taller than the red box?", flat)
+    assert tie.value == 0.0 and "level" in tie.text
+    assert ask("Is the blue box bigger than the red box?", flat).value == 0.0
+
+
+def _vertical_extent(box):
+    """Extent of the box solid along its support_up, from its eight corners."""
+    up = np.array(box.attributes["support_up"])
+    corners = np.array([box.center + np.array([sx, sy, sz]) * box.size / 2
+                        for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    return float((corners @ up).max() - (corners @ up).min())
 
 
 SUPERLATIVES = {  # question word -> key over (box, table row), and whether the largest key wins
@@ -166,8 +238,8 @@ SUPERLATIVES = {  # question word -> key over (box, table row), and whether the 
     "farthest": (lambda b, t: math.sqrt(sum(c * c for c in b.center)), True),
     "largest": (lambda b, t: b.size[0] * b.size[1] * b.size[2], True),
     "smallest": (lambda b, t: b.size[0] * b.size[1] * b.size[2], False),
-    "tallest": (lambda b, t: b.size[1], True),
-    "shortest": (lambda b, t: b.size[1], False),
+    "tallest": (lambda b, t: _vertical_extent(b), True),
+    "shortest": (lambda b, t: _vertical_extent(b), False),
     "leftmost": (lambda b, t: t[0], False),
     "rightmost": (lambda b, t: t[0], True),
     # heights are reported relative to the camera (the reasoning knows the table's normal, not its offset)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..core.camera import backproject_depth, crop_camera, project_pixels, undistort_frame
 from ..core.types import Box3D, InputError, RGBDFrame
+from ..reasoning.geometry import MEASURED_DIMENSIONS, viewer_frame
 
 EDGE_PERCENTILE = 0.05          # percent of points allowed outside each face of a fitted box
 PLANE_THRESHOLD_M = 0.008       # RANSAC inlier distance to the support plane
@@ -128,6 +129,16 @@ class CompletedBox:
     size: np.ndarray
     shape: Optional[str]     # "sphere" when the sphere test passed, None otherwise (no category claimed)
     method: str              # "sphere", "prism" or "visible"
+    # (width, height, depth) of the upright object along the viewer frame's right, up, forward
+    # (reasoning.geometry) when a plane is known: its footprint and its height above the plane. A pitched
+    # camera's optical box mixes height and depth, so this is what "how tall" must use. None without a plane.
+    upright_size: Optional[np.ndarray] = None
+
+    def measured_attributes(self) -> dict:
+        """width_m/height_m/depth_m for Box3D.attributes (geometry.MEASURED_DIMENSIONS); {} without a plane."""
+        if self.upright_size is None:
+            return {}
+        return {key: round(float(v), 4) for key, v in zip(MEASURED_DIMENSIONS, self.upright_size)}
 
 
 def complete_box(points: np.ndarray, plane: Optional[SupportPlane], prior_depth: float = 0.0,
@@ -157,7 +168,7 @@ def complete_box(points: np.ndarray, plane: Optional[SupportPlane], prior_depth:
     if rms < max(0.06 * radius, 2.0 * noise) and rests_on_plane:
         centre = _sphere_centre_fixed_radius(points[:: max(1, len(points) // 3000)], centre, top / 2)
         centre = centre - (float(plane.height(centre[None])[0]) - top / 2) * plane.normal
-        return CompletedBox(centre, np.full(3, top), "sphere", "sphere")
+        return CompletedBox(centre, np.full(3, top), "sphere", "sphere", np.full(3, top))
     # Upright prism: optical coordinate k of a prism point is q . h_k + w n_k, with q its horizontal
     # coordinates (footprint), w = height - offset and (h_k, n_k) the optical axis k split along the plane.
     basis = _horizontal_basis(plane.normal)
@@ -170,7 +181,13 @@ def complete_box(points: np.ndarray, plane: Optional[SupportPlane], prior_depth:
         pad = pad_m * float(np.linalg.norm(axis_in_plane))  # support function of a disc of radius pad_m
         lo[k] = np.percentile(along, lo_q) - pad + vertical.min()
         hi[k] = np.percentile(along, hi_q) + pad + vertical.max()
-    return CompletedBox((lo + hi) / 2, hi - lo, None, "prism")
+    # the footprint along the viewer's horizontal axes (right and forward are horizontal, so a dot product
+    # with the points is their horizontal coordinate), padded like the box
+    view = viewer_frame(plane.normal)
+    footprint = [float(np.diff(np.percentile(points @ axis, [lo_q, hi_q]))[0]) + 2 * pad_m
+                 for axis in (view.right, view.forward)]
+    upright = np.array([footprint[0], top, footprint[1]])
+    return CompletedBox((lo + hi) / 2, hi - lo, None, "prism", upright)
 
 
 EDGE_PAD_PIXELS = 1.5
@@ -266,7 +283,13 @@ def refine_box(box: Box3D, frame: RGBDFrame, plane: Union[str, SupportPlane, Non
                                  f"only {len(chosen)} points near the box (need {min_points})")
     fitted = complete_box(chosen, plane, prior_depth=float(box.size[2]),
                           pad_m=pixel_pad_m(chosen, frame.camera.fx) if plane is not None else 0.0)
-    refined = replace(box, center=fitted.center, size=fitted.size, yaw=0.0, attributes=dict(box.attributes))
+    # The attributes are the backend's and stay as they were, except measured dimensions (tabletop boxes):
+    # they described the old box, so they are refreshed from the new fit, or dropped when it had no plane.
+    attributes = dict(box.attributes)
+    if any(key in attributes for key in MEASURED_DIMENSIONS):
+        attributes = {k: v for k, v in attributes.items() if k not in MEASURED_DIMENSIONS}
+        attributes.update(fitted.measured_attributes())
+    refined = replace(box, center=fitted.center, size=fitted.size, yaw=0.0, attributes=attributes)
     report = RefineReport(moved_m=float(np.linalg.norm(fitted.center - box.center)),
                           size_change_m=[float(v) for v in fitted.size - box.size], points_used=int(len(chosen)),
                           method=fitted.method, plane_used=plane is not None)

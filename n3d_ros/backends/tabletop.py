@@ -14,7 +14,9 @@ detect(frame):
 It cannot recognise categories: every box carries attributes["category_known"] = False, and the reasoning
 step says so when a question names one ("the red mug" is matched by colour only). It does claim "sphere" when
 the sphere fit passes; other shapes are not named.
-Boxes are optical-frame, axis-aligned (yaw 0); ids 0..n-1 from left to right in the image.
+Boxes are optical-frame, axis-aligned (yaw 0); ids 0..n-1 from left to right in the image. Each also carries
+the upright object's measured width_m/height_m/depth_m (footprint along the viewer's right/forward and height
+above the table, refine.CompletedBox): the optical box of a pitched camera mixes height with depth.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from ..core.camera import backproject_depth, undistort_frame
 from ..core.types import Box3D, GroundingResult, InputError, RGBDFrame
 from ..reasoning.colors import dominant_color
-from ..reasoning.matching import match_phrase
+from ..reasoning.matching import match_phrase, split_phrase
 from ..reasoning.questions import extract_object_phrases, parse_question
 from .base import BackendUnsupported
 from .refine import (ABOVE_PLANE_M, MIN_OBJECT_POINTS, complete_box, depth_edges, fit_support_plane,
@@ -61,6 +63,7 @@ class TabletopBackend:
     """Backend protocol (backends/base.py) without a model. TabletopBackend(config) or keyword overrides."""
 
     name = "tabletop"
+    cancelled = None  # the pipeline checks cancellation between stages; nothing here runs long enough to poll
 
     def __init__(self, config: Optional[TabletopConfig] = None, **overrides):
         known = {f.name for f in fields(TabletopConfig)}
@@ -111,7 +114,8 @@ class TabletopBackend:
             color, share = dominant_color(frame.color[y:y + h, x:x + w][mask])
             attributes = {"color": color, "color_share": round(share, 3), "category_known": False,
                           "support_up": [float(v) for v in plane.normal], "points": int(mask.sum()),
-                          "box_method": fitted.method, "pixel_box": [int(x), int(y), int(w), int(h)]}
+                          "box_method": fitted.method, "pixel_box": [int(x), int(y), int(w), int(h)],
+                          **fitted.measured_attributes()}
             if fitted.shape:
                 attributes["shape"] = fitted.shape
             u_centre = x + float(np.nonzero(mask)[1].mean())
@@ -140,11 +144,15 @@ class TabletopBackend:
 
     def ground_question(self, frame: RGBDFrame, question: str) -> GroundingResult:
         """Boxes for a whole question. Counting, superlatives and "what is left of X" are about every object,
-        so they get all of them; otherwise the objects its phrases can mean."""
+        so they get all of them; so do phrases with a selector ("the middle object", "the left red box"):
+        a selector ranks its candidates among every object, and the reasoning step re-matches the phrases, so
+        on a narrowed set it would rank again and could pick one of several boxes that were tied among all.
+        Otherwise the objects its phrases can mean (colour, shape, category and id are checked box by box,
+        so narrowing cannot change what they match)."""
         parsed = parse_question(question)
         phrases = extract_object_phrases(question)
         whole_scene = parsed is None or parsed.op in ("count", "extreme") or parsed.form == "list"
-        if whole_scene or not phrases:
+        if whole_scene or not phrases or any(split_phrase(p).selectors for p in phrases):
             return self.detect(frame)
         return self.ground(frame, phrases)
 

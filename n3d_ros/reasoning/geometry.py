@@ -8,11 +8,20 @@ with axes (right, up, forward):
   it in every box as ``attributes["support_up"]``); otherwise the camera's up, -y_optical. With a camera
   pitched down at a table, camera-up would call a farther object "above" a nearer one on the same table;
   the table normal does not.
-* forward: the optical axis with its up component removed (horizontal, away from the camera).
+* forward: the optical axis with its up component removed (horizontal, away from the camera). When the camera
+  looks nearly straight down or up (that horizontal part is under sin 15 deg), its direction would hang on the
+  sign of a tiny tilt and flip left/right; the image's up direction (-y_optical) made horizontal is used
+  instead. Without roll both give the same direction, so the switch is seamless.
 * right = forward x up, so that with no pitch the viewer frame is (x, -y, z) of the optical frame.
 
 Relations compare box centres in that frame (as N3D-Bench does: demo2 compares centre z). "As seen from the
 opposite side" swaps left/right and front/behind and keeps above/below.
+
+Dimensions (box_dimensions): width, height and depth are extents along right, up and forward. The tabletop
+backend measures them for the upright object (attributes width_m/height_m/depth_m: footprint and height
+above the table), which is tighter than the optical box; otherwise, with gravity known, they are the box
+solid's extents along the viewer axes; with no gravity, the sizes along optical x, y, z (N3D's convention,
+height = sy, spec section 6).
 
 Clock direction (N3D-Bench, spec section 6): standing at A and facing forward (away from the camera), the
 angle of B - A in the ground plane is measured counter-clockwise seen from above (towards the left), starting
@@ -27,11 +36,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..core.boxes import footprint_xz
+from ..core.boxes import footprint_xz, rotation_about_y
 from ..core.types import Box3D, InputError
 
 CAMERA_UP = np.array([0.0, -1.0, 0.0])
 OPTICAL_FORWARD = np.array([0.0, 0.0, 1.0])
+NEAR_VERTICAL_SIN = np.sin(np.radians(15.0))  # optical axis within 15 deg of vertical: forward from image up
+MEASURED_DIMENSIONS = ("width_m", "height_m", "depth_m")  # box attributes a backend measured (module docstring)
 
 
 @dataclass(frozen=True)
@@ -57,8 +68,10 @@ def viewer_frame(up: Optional[Sequence[float]] = None) -> ViewerFrame:
         raise InputError(f"the up direction must be a non-zero finite 3-vector, got {up.tolist()}")
     up = up / norm
     forward = OPTICAL_FORWARD - OPTICAL_FORWARD.dot(up) * up
-    if np.linalg.norm(forward) < 1e-6:
-        raise InputError("the camera looks straight down or up: 'forward' is undefined; give no up vector")
+    if np.linalg.norm(forward) < NEAR_VERTICAL_SIN:
+        # optical axis (nearly) vertical: its horizontal part's direction is noise; the image's up is not
+        # (y and z are orthogonal, so -y is then nearly horizontal)
+        forward = CAMERA_UP - CAMERA_UP.dot(up) * up
     forward /= np.linalg.norm(forward)
     return ViewerFrame(np.cross(forward, up), up, forward, True)
 
@@ -68,10 +81,38 @@ def frame_from_boxes(boxes: Sequence[Box3D]) -> ViewerFrame:
     ups = [np.asarray(b.attributes["support_up"], dtype=np.float64) for b in boxes if "support_up" in b.attributes]
     if not ups or len(ups) != len(boxes):
         return viewer_frame(None)
+    for up in ups:
+        if up.shape != (3,) or not np.all(np.isfinite(up)) or np.linalg.norm(up) < 1e-9:
+            raise InputError(f"a box's support_up must be a non-zero finite 3-vector, got {up.tolist()}")
     mean = np.mean(ups, axis=0)
     if any(np.dot(u / np.linalg.norm(u), mean / np.linalg.norm(mean)) < np.cos(np.radians(2.0)) for u in ups):
         return viewer_frame(None)
     return viewer_frame(mean)
+
+
+def box_dimensions(box: Box3D, frame: ViewerFrame) -> tuple:
+    """((width, height, depth) along the viewer's right, up, forward; how they were obtained): module docstring."""
+    measured = [box.attributes.get(key) for key in MEASURED_DIMENSIONS]
+    if frame.gravity_known:
+        # extent of the (yawed) box solid along unit axis a: sum_i |a . R[:, i]| size_i
+        axes = np.stack([frame.right, frame.up, frame.forward])
+        dims = np.abs(axes @ rotation_about_y(box.yaw)) @ box.size
+        source = "the box's extent along the support plane's axes"
+    else:
+        dims = box.size.copy()
+        source = "the box's size along the camera's x, y, z (no support plane known)"
+    if any(v is not None for v in measured):
+        dims = np.array([d if v is None else float(v) for d, v in zip(dims, measured)])
+        source = "measured on the object above its support plane"
+    return dims, source
+
+
+def box_volume(box: Box3D) -> float:
+    """The measured upright box's volume when a backend measured all three dimensions, else the box's."""
+    measured = [box.attributes.get(key) for key in MEASURED_DIMENSIONS]
+    if all(v is not None for v in measured):
+        return float(np.prod([float(v) for v in measured]))
+    return box.volume
 
 
 def clock_position(frame: ViewerFrame, origin: np.ndarray, target: np.ndarray) -> tuple:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.types import Box3D
 from .colors import COLOR_NAMES, canonical_color
-from .geometry import ViewerFrame, frame_from_boxes
+from .geometry import ViewerFrame, box_dimensions, box_volume, frame_from_boxes
 
 SHAPES = {
     "box": "box", "cube": "box", "block": "box", "cuboid": "box", "brick": "box",
@@ -50,7 +50,9 @@ SELECTORS = {
 }
 # Two values closer than this are a tie: below the 1 cm resolution of the answers' text.
 TIE_TOLERANCE_M = 0.005
-_ID = re.compile(r"(?:#|\bid\s*|\bobject\s*#?|\bbox\s*#|\bbbox_?)(\d+)\b")
+# "object 3", "#3", "id 3", "bbox_3", and the spec's given-question form "{id}_{class}" ("4_hotair ballon",
+# spec 4.4 A): the id prefix is stripped and the rest of the word stays as the noun.
+_ID = re.compile(r"(?:#|\bid\s*|\bobject\s*#?|\bbox\s*#|\bbbox_?)(\d+)\b|(?:^|(?<=\s))(\d+)_(?=[a-z])")
 
 
 @dataclass
@@ -79,8 +81,17 @@ class MatchResult:
         return len(self.matches) > 1
 
 
+# Nouns that end in "s" but are singular (or have no singular): "lens" is not the plural of "len".
+_INVARIANT_NOUNS = {"lens", "gas", "canvas", "atlas", "series", "species", "news", "chess", "scissors", "pliers",
+                    "tongs", "tweezers", "jeans", "pants", "shorts", "trousers", "binoculars"}
+
+
 def singular(word: str) -> str:
     """Crude English singular, enough for object nouns (boxes -> box, spheres -> sphere, glasses -> glass)."""
+    if word in _INVARIANT_NOUNS:
+        return word
+    if word.endswith("es") and word[:-2] in _INVARIANT_NOUNS:  # lenses -> lens
+        return word[:-2]
     if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses", "zes")):
         return word[:-2]
     if len(word) > 3 and word.endswith("ies"):
@@ -95,7 +106,7 @@ def split_phrase(phrase: str) -> PhraseParts:
     parts = PhraseParts()
     id_match = _ID.search(text)
     if id_match:
-        parts.box_id = int(id_match.group(1))
+        parts.box_id = int(id_match.group(1) or id_match.group(2))
         text = _ID.sub(" ", text)
     for raw in re.findall(r"[a-z0-9_'/-]+", text):
         word = singular(raw)
@@ -117,7 +128,15 @@ def split_phrase(phrase: str) -> PhraseParts:
 
 
 def _label_words(box: Box3D) -> set:
-    return {singular(w) for w in re.findall(r"[a-z0-9_'-]+", box.label.lower())}
+    """Words a phrase noun can match: each word of the label, the whole label, and the pieces of a
+    "/"-joined alternative ("orange/tangerine" -> orange/tangerine, orange, tangerine), since split_phrase
+    keeps "orange/tangerine" as one noun."""
+    label = box.label.lower().strip()
+    words = set(re.findall(r"[a-z0-9_'/-]+", label))
+    if label:
+        words.add(label)
+    words |= {piece for w in list(words) for piece in w.split("/") if piece}
+    return {singular(w) for w in words}
 
 
 def _box_color(box: Box3D) -> Optional[str]:
@@ -139,16 +158,28 @@ def _box_shape(box: Box3D) -> Optional[str]:
     return None
 
 
-def _check(box: Box3D, parts: PhraseParts, unverified: set) -> bool:
-    """False when the box contradicts the phrase; adds words it cannot check to ``unverified``."""
+def _label_colors(boxes: Sequence[Box3D]) -> set:
+    """Colour words that recognised boxes' labels contain ("orange" in "orange/tangerine")."""
+    return {c for b in boxes if b.attributes.get("category_known", True)
+            for c in (canonical_color(w) for w in _label_words(b)) if c}
+
+
+def _check(box: Box3D, parts: PhraseParts, unverified: set, label_colors: frozenset = frozenset()) -> bool:
+    """False when the box contradicts the phrase; adds words it cannot check to ``unverified``.
+
+    label_colors: colour words some recognised box's label contains. Such a word may be a noun ("the
+    orange" for an orange/tangerine), so a box with no colour information is not kept as a candidate for it:
+    the box whose label says it is the likelier meaning (match_phrase falls back when that leaves none)."""
     if parts.box_id is not None and box.id != parts.box_id:
         return False
     color = _box_color(box)
+    own_label_colors = {canonical_color(w) for w in _label_words(box)}
     for wanted in parts.colors:
-        if color is None:
-            unverified.add(wanted)
-        elif color != wanted:
+        if color == wanted or (color is None and wanted in own_label_colors):
+            continue
+        if color is not None or wanted in label_colors:
             return False
+        unverified.add(wanted)
     shape = _box_shape(box)
     for wanted in parts.shapes:
         if shape is None:
@@ -159,8 +190,7 @@ def _check(box: Box3D, parts: PhraseParts, unverified: set) -> bool:
         if not box.attributes.get("category_known", True):
             unverified.update(parts.nouns)
         else:
-            words = _label_words(box) | {w.replace("/", "") for w in _label_words(box)}
-            words |= {piece for w in _label_words(box) for piece in w.split("/")}
+            words = _label_words(box)
             if not all(noun in words or noun.replace("-", "") in words for noun in parts.nouns):
                 return False
     return True
@@ -176,16 +206,18 @@ def _select(boxes: List[Box3D], selector: str, frame: ViewerFrame) -> List[Box3D
         n = len(boxes)
         keep = [order[n // 2]] if n % 2 else [order[n // 2 - 1], order[n // 2]]
         return [boxes[i] for i in keep]
-    key, sign, tolerance = selector_key(selector, boxes, coords)
+    key, sign, tolerance = selector_key(selector, boxes, frame)
     best = (sign * key).max()
     return [b for b, k in zip(boxes, sign * key) if best - k <= tolerance]
 
 
-def selector_key(selector: str, boxes: Sequence[Box3D], coords: np.ndarray):
+def selector_key(selector: str, boxes: Sequence[Box3D], frame: ViewerFrame):
     """(values, +1 to maximise / -1 to minimise, tie tolerance) for a selector over boxes."""
+    coords = frame.coords(np.array([b.center for b in boxes]))
     ranges = np.linalg.norm(np.array([b.center for b in boxes]), axis=1)
-    volumes = np.array([b.volume for b in boxes])
-    heights = np.array([b.size[1] for b in boxes])
+    volumes = np.array([box_volume(b) for b in boxes])
+    # height along gravity when known (a pitched camera's y mixes in depth), see geometry.box_dimensions
+    heights = np.array([box_dimensions(b, frame)[0][1] for b in boxes])
     table = {
         "leftmost": (coords[:, 0], -1, TIE_TOLERANCE_M), "rightmost": (coords[:, 0], 1, TIE_TOLERANCE_M),
         "highest": (coords[:, 1], 1, TIE_TOLERANCE_M), "lowest": (coords[:, 1], -1, TIE_TOLERANCE_M),
@@ -205,7 +237,12 @@ def match_phrase(phrase: str, boxes: Sequence[Box3D], frame: Optional[ViewerFram
     frame = frame or frame_from_boxes(boxes)
     parts = split_phrase(phrase)
     unverified: set = set()
-    candidates = [b for b in boxes if _check(b, parts, unverified)]
+    # prefer the reading where a colour some label names picks that box (see _check); when no box fits that
+    # reading, fall back to treating the colour as merely unverifiable on colourless boxes
+    candidates = [b for b in boxes if _check(b, parts, unverified, frozenset(_label_colors(boxes)))]
+    if not candidates:
+        unverified = set()
+        candidates = [b for b in boxes if _check(b, parts, unverified)]
     constraints = parts.colors + parts.shapes + parts.nouns
     if not candidates:
         return MatchResult(phrase, [], f"no object is {_describe(parts)}")

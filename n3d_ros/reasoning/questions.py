@@ -52,6 +52,8 @@ _NOT_IN_PHRASE = {
     "there", "see", "away", "has", "have", "positioned", "located", "placed", "situated", "color", "colour",
     "made", "inside", "contain", "contains", "empty", "full", "describe", "many", "much",
 }
+# Words that cannot start an object phrase: a capture starting with one swallowed a preposition.
+_NOT_FIRST = {"to", "at", "on", "in", "by", "with", "for", "into", "onto"}
 _DETERMINER = re.compile(r"^(?:the|a|an|this|that|these|those|my|your)\s+")
 _OPPOSITE = re.compile(
     r",?\s*(?:as |when )?(?:seen|viewed|looked at|observed)?\s*from the (?:other|opposite|far) side"
@@ -120,9 +122,11 @@ def normalize(text: str) -> str:
 def clean_phrase(text: str) -> Optional[str]:
     """The object phrase without determiners, or None if the capture is not a plain noun phrase."""
     text = text.strip(" ,;:'\"")
+    if re.search(r"[,;:]", text):
+        return None  # a list or a clause ("to the cup, the mug"): the pattern split the sentence wrongly
     text = _DETERMINER.sub("", text)
     words = re.findall(r"[a-z0-9_#'/-]+", text)
-    if not words or len(words) > 6 or any(w in _NOT_IN_PHRASE for w in words):
+    if not words or len(words) > 6 or any(w in _NOT_IN_PHRASE for w in words) or words[0] in _NOT_FIRST:
         return None
     return " ".join(words)
 
@@ -231,6 +235,23 @@ def _relation_list(match):
 
 
 # ----------------------------------------------------------------------------------------------- extremes
+@_rule(r"which (?:one |object |of them |of the two )?is (?:the )?(?P<cmp>closer|nearer|closest|nearest|farther|further"
+       r"|farthest|furthest)(?: away)? (?:to|from) (?P<ref>[^,]+), (?P<a>[^,]+?),? or (?P<b>[^,]+)")
+def _which_of_two_from_reference(match):
+    """"Which is closer to the cup, the mug or the laptop?": nearest/farthest of two from a third object
+    (the comma marks where the reference ends; without it the sentence is ambiguous and goes to the model)."""
+    extreme = "nearest" if match.group("cmp") in ("closer", "nearer", "closest", "nearest") else "farthest"
+    phrases = _phrases(match, "a", "b")
+    if not phrases:
+        return None
+    if re.fullmatch(_CAMERA_REF, match.group("ref").strip()):
+        return ParsedQuestion("extreme", phrases, extreme=extreme, form="which")
+    reference = clean_phrase(match.group("ref"))
+    if reference is None:
+        return None
+    return ParsedQuestion("extreme", phrases + [reference], extreme=extreme, form="which", reference=reference)
+
+
 @_rule(r"which (?:one |object |of them |of the two )?is (?:the )?(?:" + _alt(_WHICH_WORDS) + r"),? (?P<a>.+?),? or "
        r"(?P<b>.+)")
 @_rule(r"(?P<a>.+?) or (?P<b>.+?),? which (?:one )?is (?:the )?(?:" + _alt(_WHICH_WORDS) + r")")

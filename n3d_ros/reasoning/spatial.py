@@ -19,8 +19,9 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from ..core.types import Answer, Box3D
-from .geometry import ViewerFrame, clock_position, frame_from_boxes, surface_distance, viewer_frame
+from ..core.types import Answer, Box3D, InputError
+from .geometry import (ViewerFrame, box_dimensions, box_volume, clock_position, frame_from_boxes, surface_distance,
+                       viewer_frame)
 from .matching import TIE_TOLERANCE_M, MatchResult, describe_box, match_phrase, selector_key, split_phrase
 from .questions import ParsedQuestion
 
@@ -125,17 +126,19 @@ _DIMENSIONS = {"width": (0, "wide"), "height": (1, "tall"), "depth": (2, "deep")
 def _dimension(q: ParsedQuestion, ctx: _Context) -> Answer:
     box = ctx.one(q.phrases[0])
     axis, adjective = _DIMENSIONS[q.op]
-    value = float(box.size[axis])
-    ctx.trace.append(f"{q.op} = size along optical {'xyz'[axis]} = {value:.4f} m")
+    dims, source = box_dimensions(box, ctx.frame)
+    value = float(dims[axis])
+    ctx.trace.append(f"{q.op} = {value:.4f} m ({source})")
     return _answer(ctx, f"{_cap(describe_box(box))} is {m(value)} m {adjective}.", [box], value, "m")
 
 
 def _size(q: ParsedQuestion, ctx: _Context) -> Answer:
     box = ctx.one(q.phrases[0])
-    w, h, d = box.size
-    ctx.trace.append(f"volume = {w:.4f} x {h:.4f} x {d:.4f} = {box.volume:.6f} m^3")
+    (w, h, d), source = box_dimensions(box, ctx.frame)
+    volume = box_volume(box)
+    ctx.trace.append(f"width {w:.4f}, height {h:.4f}, depth {d:.4f} m ({source}); volume {volume:.6f} m^3")
     return _answer(ctx, f"{_cap(describe_box(box))} is {m(w)} m wide, {m(h)} m tall and {m(d)} m deep "
-                        f"(volume {box.volume:.3g} m^3).", [box], box.volume, "m^3")
+                        f"(volume {volume:.3g} m^3).", [box], volume, "m^3")
 
 
 # relation -> (viewer axis, sign: + means "A has the larger coordinate")
@@ -160,12 +163,12 @@ def _relation_holds(relation: str, viewpoint: str, a: Box3D, b: Box3D, frame: Vi
             return None, detail
         return bool(sign * (ca - cb) > 0), detail
     if relation in ("larger", "smaller"):
-        va, vb = a.volume, b.volume
+        va, vb = box_volume(a), box_volume(b)
         detail = f"volume {va:.6f} vs {vb:.6f} m^3"
         if abs(va - vb) <= 0.01 * max(va, vb):
             return None, detail
         return (va > vb) == (relation == "larger"), detail
-    ha, hb = a.size[1], b.size[1]
+    ha, hb = box_dimensions(a, frame)[0][1], box_dimensions(b, frame)[0][1]
     detail = f"height {ha:.3f} vs {hb:.3f} m"
     if abs(ha - hb) < TIE_TOLERANCE_M:
         return None, detail
@@ -234,8 +237,7 @@ def _extreme(q: ParsedQuestion, ctx: _Context) -> Answer:
         sign, tolerance, unit = (-1 if q.extreme == "nearest" else 1), TIE_TOLERANCE_M, "m"
         what = f"centre to centre from {describe_box(reference)}"
     else:
-        values, sign, tolerance = selector_key(q.extreme, candidates, ctx.frame.coords(
-            np.array([b.center for b in candidates])))
+        values, sign, tolerance = selector_key(q.extreme, candidates, ctx.frame)
         unit = "m^3" if q.extreme in ("largest", "smallest") else "m"
         what = _EXTREME_MEASURE[q.extreme]
     scored = sign * values
@@ -274,11 +276,21 @@ def _count(q: ParsedQuestion, ctx: _Context) -> Answer:
 
 def _direction(q: ParsedQuestion, ctx: _Context) -> Answer:
     origin, target = ctx.two(*q.phrases[:2])
-    hour, angle = clock_position(ctx.frame, origin.center, target.center)
     d = ctx.frame.coords(target.center - origin.center)
+    ground = float(np.hypot(d[0], d[2]))
+    if ground < TIE_TOLERANCE_M:
+        # stacked (or coincident): no clock direction exists, but "above/below" is the answer
+        ctx.trace.append(f"ground-plane offset {ground:.4f} m < {TIE_TOLERANCE_M} m; up offset {d[1]:.3f} m")
+        if abs(d[1]) < TIE_TOLERANCE_M:
+            raise _Unanswerable(f"{_cap(describe_box(origin))} and {describe_box(target)} are at the same place: "
+                                "there is no direction between them.", [origin, target])
+        where = "directly above" if d[1] > 0 else "directly below"
+        return _answer(ctx, f"Standing at {describe_box(origin)}, {describe_box(target)} is {where} it, "
+                            f"{m(abs(d[1]))} m {'up' if d[1] > 0 else 'down'} (no clock direction).",
+                       [origin, target], None, "")
+    hour, angle = clock_position(ctx.frame, origin.center, target.center)
     ctx.trace.append(f"ground-plane vector origin->target: right {d[0]:.3f}, forward {d[2]:.3f} m; angle from "
                      f"forward towards the left = {angle:.1f} deg; clock = 12 - {angle:.1f} // 30 = {hour}")
-    ground = float(np.hypot(d[0], d[2]))
     return _answer(ctx, f"Standing at {describe_box(origin)} and facing away from the camera, {describe_box(target)} "
                         f"is at about {hour} o'clock, {m(ground)} m away.", [origin, target], hour, "")
 
@@ -289,8 +301,9 @@ def _words_for_position(frame: ViewerFrame, center: np.ndarray) -> str:
     side = ("straight ahead" if abs(bearing) < 5 else
             f"slightly to the {'right' if bearing > 0 else 'left'}" if abs(bearing) < 20 else
             f"to the {'right' if bearing > 0 else 'left'}")
-    return (f"{side}, {m(abs(r))} m {'right' if r >= 0 else 'left'} of the camera and {m(f)} m ahead of it "
-            "(measured level with the support surface)")
+    basis = ("measured level with the support surface" if frame.gravity_known else
+             "along the camera's axes: no support surface is known")
+    return f"{side}, {m(abs(r))} m {'right' if r >= 0 else 'left'} of the camera and {m(f)} m ahead of it ({basis})"
 
 
 def _where(q: ParsedQuestion, ctx: _Context) -> Answer:
@@ -318,7 +331,11 @@ def answer_question(parsed: ParsedQuestion, boxes: Sequence[Box3D], match: Match
     if parsed.op not in _HANDLERS:
         raise ValueError(f"unknown operation {parsed.op!r}; known: {sorted(_HANDLERS)}")
     boxes = list(boxes)
-    frame = viewer_frame(up) if up is not None else frame_from_boxes(boxes)
+    try:
+        frame = viewer_frame(up) if up is not None else frame_from_boxes(boxes)
+    except InputError as exc:  # a zero or non-finite up vector: no viewer frame, so no spatial answer
+        text = f"I cannot set up a viewing frame: {exc}."
+        return Answer(success=False, text=text, path="geometry", message=text, objects=[])
     ctx = _Context(boxes, frame, match)
     try:
         return _HANDLERS[parsed.op](parsed, ctx)
