@@ -57,6 +57,7 @@ def main() -> int:
     shapes: dict = {}
     t_detect, t_refine, t_baseline = [], [], []
     missed = extra = objects = 0
+    height_errors = {"measured height_m": [], "optical box y size": []}  # "how tall", metres
     for seed in range(args.scenes):
         scene = make_scene(seed, noise=not args.noise_free)
         frame = scene.frame
@@ -77,6 +78,10 @@ def main() -> int:
             rows["tabletop"][0].append(iou)
             rows["tabletop"][1].append(np.linalg.norm(best.center - truth.center))
             shapes.setdefault(truth.attributes["shape"], []).append(iou)
+            pose = truth.attributes["pose_table"]
+            true_height = 2 * pose["radius"] if truth.attributes["shape"] == "sphere" else pose["height"]
+            height_errors["measured height_m"].append(abs(best.attributes["height_m"] - true_height))
+            height_errors["optical box y size"].append(abs(best.size[1] - true_height))
             (again, _), _ = _timed(refine_box, best, frame)
             rows["tabletop refined"][0].append(iou_3d(truth, again))
             rows["tabletop refined"][1].append(np.linalg.norm(again.center - truth.center))
@@ -95,6 +100,8 @@ def main() -> int:
         print(_summary(name, ious, errors))
     print("tabletop IoU by shape:  " + ", ".join(f"{k} {np.mean(v):.3f} (n={len(v)})" for k, v in sorted(shapes.items())))
     print(f"tabletop: missed {missed}, extra {extra}")
+    print("height error cm (\"how tall\"; the camera is pitched 30-42 deg): " + " | ".join(
+        f"{name} mean {np.mean(v) * 100:.2f} max {np.max(v) * 100:.2f}" for name, v in height_errors.items()))
     base = np.median(t_baseline) * 1000
     det, ref = np.median(t_detect) * 1000, np.median(t_refine) * 1000
     print(f"median ms: back-projection baseline {base:.2f} | detect per frame {det:.1f} ({det / base:.1f}x) | "

@@ -335,12 +335,12 @@ def test_action_reports_feedback_and_result(harness_factory):
     from n3d_ros.action import SpatialQuery
 
     h = harness_factory()
+    client = ActionClient(h.client, SpatialQuery, "/n3d_node/query")  # discovery overlaps the set-up
     h.activate()
     scene, color, depth, info = _scene_messages(seed=1)
     h.publish(color, depth, info)
     assert _wait(lambda: h.node.matcher.latest() is not None)
-    client = ActionClient(h.client, SpatialQuery, "/n3d_node/query")
-    assert client.wait_for_server(timeout_sec=10)
+    assert client.wait_for_server(timeout_sec=30)
     feedback = []
     goal_future = client.send_goal_async(SpatialQuery.Goal(query=f"where is the {scene.objects[0].label}"),
                                          feedback_callback=lambda msg: feedback.append(msg.feedback.stage))
@@ -364,6 +364,9 @@ def test_n3d_backend_on_the_tiny_model_answers_through_the_service_and_action(ha
     h = harness_factory(backend="n3d", model=str(cached_tiny_checkpoint()), device="cpu", dtype="float32",
                         max_new_tokens=16, query_timeout_s=60.0, max_frame_age_s=60.0)
     h.activate()
+    # Created now so that DDS discovery of the action's three services and two topics overlaps the model
+    # queries below; created after them, discovery under load sometimes outlasted a 10 s wait.
+    client = ActionClient(h.client, SpatialQuery, "/n3d_node/query")
     assert h.node.model_state.startswith("loaded"), h.node.model_state
     scene, color, depth, info = _scene_messages(seed=2)
     h.publish(color, depth, info)
@@ -378,8 +381,7 @@ def test_n3d_backend_on_the_tiny_model_answers_through_the_service_and_action(ha
     assert engine.stats.prefill_tokens == prefilled  # same frame: the image prefix is not computed again
     # random weights ground nothing sensible: the answer must say so, from the geometry path
     assert geometric.answer_path in ("geometry", "none") and (geometric.success or geometric.message or geometric.answer)
-    client = ActionClient(h.client, SpatialQuery, "/n3d_node/query")
-    assert client.wait_for_server(timeout_sec=10)
+    assert client.wait_for_server(timeout_sec=30)
     stages = []
     goal_future = client.send_goal_async(SpatialQuery.Goal(query="Which toy is the prettiest?", timeout_s=60.0),
                                          feedback_callback=lambda msg: stages.append(msg.feedback.stage))
@@ -390,3 +392,4 @@ def test_n3d_backend_on_the_tiny_model_answers_through_the_service_and_action(ha
     assert result.answer_path == "model", result.message
     assert "grounding" in stages or "reasoning" in stages, stages
     client.destroy()
+

@@ -24,6 +24,8 @@ from ..core.types import Answer, Box3D, InputError, PinholeCamera, RGBDFrame
 
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+# Several drivers publish millimetre depth as mono16: the same bytes as 16UC1, decoded as such.
+DEPTH_ENCODING_ALIASES = {"mono16": "16UC1"}
 
 Transform = Tuple[np.ndarray, np.ndarray]  # (R 3x3, t 3): p_target = R @ p_source + t
 
@@ -97,8 +99,8 @@ def check_alignment(color: Image, depth: Image, info: CameraInfo) -> Optional[st
     if color.encoding not in COLOR_ENCODINGS:
         return f"colour encoding {color.encoding!r} is not supported; use one of {list(COLOR_ENCODINGS)}"
     if depth.encoding not in DEPTH_ENCODINGS:
-        return (f"depth encoding {depth.encoding!r} is not supported; use 16UC1 (millimetres) or 32FC1 "
-                "(metres) depth aligned to colour")
+        return (f"depth encoding {depth.encoding!r} is not supported; use 16UC1 or mono16 (millimetres) or "
+                "32FC1 (metres) depth aligned to colour")
     if (depth.width, depth.height) != (color.width, color.height):
         return (f"depth is {depth.width}x{depth.height} but colour is {color.width}x{color.height}: depth must be "
                 "aligned to colour (RealSense: align_depth.enable:=true, topic aligned_depth_to_color/image_raw)")
@@ -131,8 +133,10 @@ def frame_from_msgs(color: Image, depth: Image, info: CameraInfo, min_range_m: f
     if problem:
         raise InputError(problem)
     frame_id = color.header.frame_id or "camera_color_optical_frame"
-    rgb = decode_color(bytes(color.data), color.encoding, color.width, color.height, step=color.step)
-    metres = decode_depth(bytes(depth.data), depth.encoding, depth.width, depth.height, step=depth.step,
+    rgb = decode_color(bytes(color.data), color.encoding, color.width, color.height, step=color.step,
+                       is_bigendian=bool(color.is_bigendian))
+    metres = decode_depth(bytes(depth.data), DEPTH_ENCODING_ALIASES.get(depth.encoding, depth.encoding),
+                          depth.width, depth.height, step=depth.step, is_bigendian=bool(depth.is_bigendian),
                           min_range_m=min_range_m, max_range_m=max_range_m)
     return RGBDFrame(color=rgb, depth=metres, camera=camera_from_msg(info, frame_id),
                      stamp_ns=stamp_to_ns(color.header.stamp), frame_id=frame_id)
@@ -235,6 +239,53 @@ def markers(boxes: Sequence[Box3D], header: Header, namespace: str,
             pose=box_pose(top, transform), scale=Vector3(z=0.05), color=ColorRGBA(r=r, g=g, b=b, a=1.0),
             text=text))
     return array
+
+
+class LabelMap:
+    """Label -> VisionClass.class_id for ~/label_info, stable for the node's lifetime.
+
+    Open-vocabulary labels are unbounded but class_id is a uint16: ids 0..max_labels-1 go to labels in order
+    of first sight, and once those are used up every further label shares the reserved overflow id (its
+    name says so), so the map stops growing instead of wrapping around onto existing ids.
+    """
+
+    UINT16_MAX = 65535
+
+    def __init__(self, max_labels: int = UINT16_MAX, overflow_name: str = "(other: label map full)"):
+        if not 1 <= max_labels <= self.UINT16_MAX:
+            raise ValueError(f"max_labels must be in [1, {self.UINT16_MAX}], got {max_labels}")
+        self.max_labels = int(max_labels)
+        self.overflow_id = self.max_labels  # <= 65535: still a valid uint16
+        self.overflow_name = overflow_name
+        self._ids: Dict[str, int] = {}
+        self._overflowed = False
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def id_of(self, label: str) -> int:
+        return self._ids.get(label, self.overflow_id)
+
+    def add(self, labels: Iterable[str]) -> Tuple[bool, list]:
+        """Map new labels; (whether the class map changed, labels that got the overflow id)."""
+        changed, unmapped = False, []
+        for label in labels:
+            if label in self._ids or label in unmapped:
+                continue
+            if len(self._ids) < self.max_labels:
+                self._ids[label] = len(self._ids)
+                changed = True
+            else:
+                unmapped.append(label)
+                if not self._overflowed:
+                    self._overflowed = changed = True  # the overflow entry appears in the map once
+        return changed, unmapped
+
+    def class_map(self) -> Dict[str, int]:
+        mapping = dict(self._ids)
+        if self._overflowed:
+            mapping[self.overflow_name] = self.overflow_id
+        return mapping
 
 
 def label_info(class_map: Dict[str, int], header: Header, threshold: float = 0.0) -> LabelInfo:

@@ -60,6 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     latest_image = {}
     client.create_subscription(Image, "/n3d_node/debug_image", lambda msg: latest_image.update(msg=msg), 5)
     executor = MultiThreadedExecutor(num_threads=8, context=context)
+    node.executor_threads = 8  # configure checks max_queued_queries against it
     for each in (camera, node, client):
         executor.add_node(each)
     spinner = threading.Thread(target=executor.spin, daemon=True)

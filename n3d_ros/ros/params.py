@@ -13,6 +13,9 @@ from ..core.types import InputError
 from ..pipeline import PipelineConfig
 
 INPUT_QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
+# Upper bound of max_queued_queries: every request in flight holds one executor thread, so the node's
+# executor (node.main) is sized from this bound plus a reserve for sensor and timer callbacks.
+MAX_QUEUED_QUERIES_LIMIT = 64
 
 # name -> (default, description)
 PARAMETERS = {
@@ -44,7 +47,8 @@ PARAMETERS = {
     "target_frame": ("", "frame for results; '' = camera optical frame (tf2_ros needed otherwise)"),
     "tf_timeout_s": (0.2, "how long to wait for a transform at the image stamp"),
     "query_timeout_s": (30.0, "default time limit of one query"),
-    "max_queued_queries": (2, "queries waiting or running at once; more are refused"),
+    "max_queued_queries": (2, "requests in flight at once (waiting for a fresh frame, queued or running); "
+                              "more are refused at once with a 'busy' reply"),
     "diagnostics_period_s": (1.0, "period of /diagnostics"),
     "autostart": (False, "configure and activate on start-up"),
 }
@@ -108,7 +112,8 @@ def validate(values: dict) -> tuple:
         raise InputError(f"parameter sync_slop_s is {values['sync_slop_s']} s: more than 1 s pairs unrelated frames")
     if values["detection_rate_hz"] > 100.0:
         raise InputError(f"parameter detection_rate_hz must be <= 100, got {values['detection_rate_hz']}")
-    if not 1 <= values["max_queued_queries"] <= 64:
-        raise InputError(f"parameter max_queued_queries must be in [1, 64], got {values['max_queued_queries']}")
+    if not 1 <= values["max_queued_queries"] <= MAX_QUEUED_QUERIES_LIMIT:
+        raise InputError(f"parameter max_queued_queries must be in [1, {MAX_QUEUED_QUERIES_LIMIT}], "
+                         f"got {values['max_queued_queries']}")
     settings = NodeSettings(**{name: values[name] for name in NodeSettings.__dataclass_fields__})
     return pipeline, settings

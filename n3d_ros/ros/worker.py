@@ -2,7 +2,8 @@
 
 The model is used by one thread only, so executor threads stay free for sensor callbacks while it runs.
 Callers wait on their Job with a timeout; a job whose caller gave up (timeout, cancel) is skipped if it
-has not started and its result is dropped if it has. Exceptions in a job are caught and handed back to
+has not started, and a running one sees job.abandoned set (jobs pass it to the model as its cancel flag,
+so decoding stops early and the thread is free for the next job). Exceptions in a job are caught and handed back to
 its caller as the job's error: the node never dies on a request.
 """
 
@@ -81,6 +82,18 @@ class InferenceWorker:
             self._cond.notify()
             return True
 
+    def drop_detection(self) -> None:
+        """Forget a pending background detection and cancel a running one (deactivate: stop processing)."""
+        with self._cond:
+            pending, self._detection = self._detection, None
+            running = self._running if self._running is not None and self._running.kind == "detection" else None
+        if pending is not None:
+            pending.abandon()
+            pending.error = "dropped: the node was deactivated before this detection ran"
+            pending._done.set()
+        if running is not None:
+            running.abandon()
+
     def queue_length(self) -> int:
         with self._cond:
             return len(self._queries)
@@ -123,15 +136,30 @@ class InferenceWorker:
                     self._running = None
                 job._done.set()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Refuse new work, abandon queued jobs, wait for the running one to finish."""
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Refuse new work, fail queued jobs, cancel the running one and wait until it has really ended.
+
+        True when the inference thread has ended; False when the running job did not stop within timeout_s
+        (the caller must then not free what that job still uses, e.g. the model).
+        """
         with self._cond:
             self._stop = True
             pending = list(self._queries) + ([self._detection] if self._detection else [])
             self._queries.clear()
             self._detection = None
+            running = self._running
             self._cond.notify_all()
         for job in pending:
+            job.abandon()
             job.error = "the node stopped (deactivated or cleaned up) before this request ran"
             job._done.set()
+        if running is not None:
+            running.abandon()  # the job's model call polls this and returns early
+        if self._thread is threading.current_thread():
+            return False  # stop() from inside a job: it cannot wait for itself
         self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def running_job(self) -> Optional[Job]:
+        with self._cond:
+            return self._running
