@@ -83,10 +83,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 continue
             value = ""
             if reply.has_value:
-                value = f" [{bool(reply.value)}]" if reply.unit == "bool" else f" [{reply.value:.3f} {reply.unit}]"
+                value = f" [{bool(reply.value)}]" if reply.unit == "bool" else f" [{reply.value:.4g} {reply.unit}]"
             text = reply.answer if reply.success else f"(refused: {reply.message})"
             print(f"Q: {question}\nA: {text}{value}  ({reply.answer_path}, {reply.latency_s * 1000:.0f} ms, "
-                  f"{len(reply.objects.detections)} objects in {reply.objects.header.frame_id})")
+                  f"objects: {len(reply.objects.detections)}, frame {reply.objects.header.frame_id})")
         msg = latest_image["msg"]
         rgb = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.width, 3)
         from PIL import Image as PILImage
