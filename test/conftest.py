@@ -36,9 +36,9 @@ def ros_context():
 @pytest.fixture
 def ros_executor(ros_context):
     """A multi-threaded executor spinning in a background thread; add nodes to it."""
-    from rclpy.executors import MultiThreadedExecutor
+    from n3d_ros.ros.executor import QueuedOnceExecutor
 
-    executor = MultiThreadedExecutor(num_threads=4, context=ros_context)
+    executor = QueuedOnceExecutor(num_threads=4, context=ros_context)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     yield executor

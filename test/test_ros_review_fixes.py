@@ -19,12 +19,12 @@ from test_ros_node import _scene_messages, _wait, harness_factory  # noqa: F401 
 @pytest.fixture
 def node_executor(ros_context):
     """A separate executor for the n3d node, sized as node.main() sizes it for the node's limit."""
-    from rclpy.executors import MultiThreadedExecutor
+    from n3d_ros.ros.executor import QueuedOnceExecutor
 
     made = []
 
     def make(threads):
-        executor = MultiThreadedExecutor(num_threads=threads, context=ros_context)
+        executor = QueuedOnceExecutor(num_threads=threads, context=ros_context)
         thread = threading.Thread(target=executor.spin, daemon=True)
         thread.start()
         made.append((executor, thread))

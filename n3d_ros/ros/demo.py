@@ -29,7 +29,7 @@ def demo_questions(objects) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from .executor import QueuedOnceExecutor
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
@@ -59,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     client = rclpy.create_node("n3d_demo_client", context=context)
     latest_image = {}
     client.create_subscription(Image, "/n3d_node/debug_image", lambda msg: latest_image.update(msg=msg), 5)
-    executor = MultiThreadedExecutor(num_threads=8, context=context)
+    executor = QueuedOnceExecutor(num_threads=8, context=context)
     node.executor_threads = 8  # configure checks max_queued_queries against it
     for each in (camera, node, client):
         executor.add_node(each)

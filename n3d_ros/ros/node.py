@@ -6,7 +6,8 @@ deactivate: stop subscriptions and timers (frees cached GPU blocks). cleanup: cl
 The ~/query service and action exist in every state and always answer (with a reason when they cannot).
 
 Threads: sensor callbacks only store messages (stamp matching); one inference thread (worker.py) runs the
-model; service/action callbacks wait for it on executor threads, so run this node in a MultiThreadedExecutor.
+model; service/action callbacks wait for it on executor threads, so run this node in a multi-threaded executor
+(main() uses executor.QueuedOnceExecutor, rclpy's MultiThreadedExecutor without its hot loop).
 Each request in flight (waiting for a fresh frame, queued or running) holds one executor thread; at most
 max_queued_queries are in flight, further ones are refused at once, and the executor has
 RESERVED_EXECUTOR_THREADS more threads than that, so sensor and timer callbacks always get one.
@@ -641,14 +642,16 @@ def _free_gpu_cache() -> None:
 
 def main(args=None) -> int:
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
+
+    from .executor import QueuedOnceExecutor
 
     rclpy.init(args=args)
     node = N3DNode()
     # One thread per request in flight (at most max_queued_queries, whatever it is set to before configure)
     # plus the reserve for sensors, timers and refusals. The pool starts threads only as they are needed.
     node.executor_threads = executor_threads_for(MAX_QUEUED_QUERIES_LIMIT)
-    executor = MultiThreadedExecutor(num_threads=node.executor_threads)
+    executor = QueuedOnceExecutor(num_threads=node.executor_threads)
     executor.add_node(node)
     try:
         executor.spin()

@@ -64,3 +64,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
