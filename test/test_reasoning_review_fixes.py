@@ -232,3 +232,25 @@ def test_refine_refreshes_measured_dimensions():
         pose = truth[box.attributes["color"]].attributes["pose_table"]
         height = 2 * pose["radius"] if "height" not in pose else pose["height"]
         assert refined.attributes["height_m"] == pytest.approx(height, abs=0.008)
+
+
+def test_refine_without_a_plane_keeps_the_backends_measured_height():
+    from n3d_ros.backends.refine import refine_box
+    scene = make_scene(1)
+    truth = {o.attributes["color"]: o for o in scene.objects}
+    for box in TabletopBackend().detect(scene.frame).boxes:
+        refined, report = refine_box(box, scene.frame, plane=None)
+        assert not report.plane_used
+        assert refined.attributes["height_m"] == box.attributes["height_m"]
+        pose = truth[box.attributes["color"]].attributes["pose_table"]
+        height = 2 * pose["radius"] if "height" not in pose else pose["height"]
+        answer = answer_question(parse_question(f"How tall is the {box.attributes['color']} object?"), [refined])
+        assert answer.value == pytest.approx(height, abs=0.008), answer.text
+
+
+@pytest.mark.parametrize("question", ["Which is closer to the front, the blue box or the white box?",
+                                      "Which is nearer to the left edge of the table, the mug or the cup?"])
+def test_closer_to_a_place_is_not_read_as_an_object(question):
+    parsed = parse_question(question)
+    assert parsed is None or (parsed.reference is None and all("front" not in p and "edge" not in p
+                                                                for p in parsed.phrases))

@@ -284,10 +284,11 @@ def refine_box(box: Box3D, frame: RGBDFrame, plane: Union[str, SupportPlane, Non
     fitted = complete_box(chosen, plane, prior_depth=float(box.size[2]),
                           pad_m=pixel_pad_m(chosen, frame.camera.fx) if plane is not None else 0.0)
     # The attributes are the backend's and stay as they were, except measured dimensions (tabletop boxes):
-    # they described the old box, so they are refreshed from the new fit, or dropped when it had no plane.
+    # with a plane they are measured again on the new fit. Without one the refit cannot say how tall the
+    # object stands, and the backend's measurement is kept: dropping it while support_up stays would make
+    # "how tall" fall back to the gravity extent of a camera-aligned box, which a pitched camera inflates.
     attributes = dict(box.attributes)
-    if any(key in attributes for key in MEASURED_DIMENSIONS):
-        attributes = {k: v for k, v in attributes.items() if k not in MEASURED_DIMENSIONS}
+    if fitted.upright_size is not None and any(key in attributes for key in MEASURED_DIMENSIONS):
         attributes.update(fitted.measured_attributes())
     refined = replace(box, center=fitted.center, size=fitted.size, yaw=0.0, attributes=attributes)
     report = RefineReport(moved_m=float(np.linalg.norm(fitted.center - box.center)),

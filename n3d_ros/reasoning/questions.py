@@ -67,6 +67,9 @@ _PREFIX = re.compile(r"^(?:(?:please|hey|ok|okay|so|now)\s*,?\s+)*(?:(?:can|coul
                      r"(?:(?:please)\s+)?(?:(?:tell|show) me\s+|estimate\s+|measure\s+|compute\s+|say\s+"
                      r"|i (?:want|need) to know\s+|do you know\s+)?")
 _CAMERA_REF = r"(?:the camera|the robot|me|you|us|here|the viewer|the sensor)"
+# Places in the view rather than objects ("closer to the front", "nearer to the left edge of the table").
+_PLACE_REF = (r"(?:the )?(?:front|back|rear|left|right|top|bottom|middle|centre|center|edge|side)"
+              r"(?: (?:edge|side|end|part))?(?: of (?:the )?(?:table|image|picture|photo|scene|view))?")
 _VERB = r"(?:positioned |located |placed |situated |sitting |standing |lying |found |kept )?"
 _REL_WORDS = {
     "left": r"(?:to the left of|on the left of|left of|on the left side of|to the left side of)",
@@ -246,6 +249,8 @@ def _which_of_two_from_reference(match):
         return None
     if re.fullmatch(_CAMERA_REF, match.group("ref").strip()):
         return ParsedQuestion("extreme", phrases, extreme=extreme, form="which")
+    if re.fullmatch(_PLACE_REF, match.group("ref").strip()):
+        return None  # "closer to the front/left edge" names a place, not an object: the later rules read it
     reference = clean_phrase(match.group("ref"))
     if reference is None:
         return None

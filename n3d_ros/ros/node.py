@@ -402,6 +402,9 @@ class N3DNode(LifecycleNode):
         except Cancelled:  # deactivated or shutting down while the model ran: nothing to publish
             self.stats.count("cancelled_detections")
             return
+        if self.lifecycle != "active":  # a timer tick that raced deactivate submitted this: publish nothing
+            self.stats.count("cancelled_detections")
+            return
         header = Header(stamp=match.color.header.stamp, frame_id=frame.frame_id)
         self._publish_results(frame, result.boxes, header, "detections", "markers", "debug_image", "n3d")
         self.stats.tick("detections")
