@@ -100,6 +100,14 @@ def _use_slow_pipeline(h, **kwargs):
     return slow
 
 
+def _ask_slow_in_background(h, timeout_s):
+    """Start a query the slow pipeline holds; (thread, replies) where replies gets its reply."""
+    replies = []
+    thread = threading.Thread(target=lambda: replies.append(h.ask("slow: where is the mug", timeout_s=timeout_s)))
+    thread.start()
+    return thread, replies
+
+
 def _publish_scene(h, seed=1):
     _, color, depth, info = _scene_messages(seed=seed)
     h.publish(color, depth, info)
@@ -158,9 +166,7 @@ def test_requests_over_the_limit_are_refused_at_once_and_action_goals_rejected(h
     h.activate()
     _publish_scene(h)
     slow = _use_slow_pipeline(h)
-    holder = []
-    thread = threading.Thread(target=lambda: holder.append(h.ask("slow: where is the mug", timeout_s=20.0)))
-    thread.start()
+    thread, _ = _ask_slow_in_background(h, timeout_s=20.0)
     try:
         assert slow.running.wait(10)
         started = time.monotonic()
@@ -236,9 +242,7 @@ def test_cleanup_while_a_query_runs_cancels_it_and_closes_the_model_after_it_end
     h.activate()
     _publish_scene(h)
     slow = _use_slow_pipeline(h)
-    holder = []
-    thread = threading.Thread(target=lambda: holder.append(h.ask("slow: where is the mug", timeout_s=30.0)))
-    thread.start()
+    thread, holder = _ask_slow_in_background(h, timeout_s=30.0)
     assert slow.running.wait(10)
     assert h.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert h.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
@@ -257,8 +261,7 @@ def test_cleanup_never_closes_the_model_under_a_job_that_does_not_stop(harness_f
     _publish_scene(h)
     slow = _use_slow_pipeline(h, honour_cancel=False)
     h.node.stop_timeout_s = 0.5
-    thread = threading.Thread(target=lambda: h.ask("slow: where is the mug", timeout_s=30.0))
-    thread.start()
+    thread, _ = _ask_slow_in_background(h, timeout_s=30.0)
     try:
         assert slow.running.wait(10)
         assert h.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS

@@ -173,7 +173,7 @@ def _check(box: Box3D, parts: PhraseParts, unverified: set, label_colors: frozen
     if parts.box_id is not None and box.id != parts.box_id:
         return False
     color = _box_color(box)
-    own_label_colors = {canonical_color(w) for w in _label_words(box)}
+    own_label_colors = {canonical_color(w) for w in _label_words(box)} if parts.colors else set()
     for wanted in parts.colors:
         if color == wanted or (color is None and wanted in own_label_colors):
             continue
@@ -239,7 +239,8 @@ def match_phrase(phrase: str, boxes: Sequence[Box3D], frame: Optional[ViewerFram
     unverified: set = set()
     # prefer the reading where a colour some label names picks that box (see _check); when no box fits that
     # reading, fall back to treating the colour as merely unverifiable on colourless boxes
-    candidates = [b for b in boxes if _check(b, parts, unverified, frozenset(_label_colors(boxes)))]
+    label_colors = frozenset(_label_colors(boxes)) if parts.colors else frozenset()
+    candidates = [b for b in boxes if _check(b, parts, unverified, label_colors)]
     if not candidates:
         unverified = set()
         candidates = [b for b in boxes if _check(b, parts, unverified)]

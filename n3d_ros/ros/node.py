@@ -102,7 +102,6 @@ class N3DNode(LifecycleNode):
         # max_queued_queries against it.
         self.executor_threads: Optional[int] = None
         self.stop_timeout_s = 30.0  # how long cleanup waits for a running job to stop before giving up on it
-        self._tf_lock = threading.Lock()
         self._tf_missing = ""  # why there is no TF listener ('' when there is one)
         self._callback_errors_logged = {}  # callback name -> monotonic time of its last error log
         self._last_detected_stamp = -1
@@ -176,12 +175,9 @@ class N3DNode(LifecycleNode):
             self._close_tf(tf)
             return self._configure_failed(f"configure failed loading the {values['backend']} backend: "
                                           f"{type(exc).__name__}: {exc}")
-        with self._tf_lock:
-            self.tf = tf
-        self.pipeline, self.settings = pipeline, settings
+        self.tf, self.pipeline, self.settings = tf, pipeline, settings
         self.model_state = f"loaded ({pipeline_config.backend}, {time.monotonic() - started:.1f} s)"
-        self.matcher = StampMatcher(int(settings.sync_slop_s * 1e9))
-        self.matcher.on_time_jump = self._on_time_jump
+        self.matcher = StampMatcher(int(settings.sync_slop_s * 1e9), on_time_jump=self._on_time_jump)
         self.worker = InferenceWorker(settings.max_queued_queries, logger=self.get_logger())
         self._labels = conv.LabelMap()
         for name, kind in (("detections", Detection3DArray), ("detections_2d", Detection2DArray),
@@ -197,24 +193,24 @@ class N3DNode(LifecycleNode):
 
     def _start_tf(self, required: bool):
         """A TF listener whenever tf2_ros is importable (per-request target frames need its history);
-        InputError when it is missing but required (the target_frame parameter is set)."""
+        InputError when it is missing but required (the target_frame parameter is set). Only configure
+        creates it (lifecycle transitions run one at a time); request threads read self.tf once into a local."""
         from .tf import TfLookup
 
-        with self._tf_lock:
-            try:
-                tf = TfLookup(self)
-            except InputError as exc:
-                if required:
-                    raise
-                self._tf_missing = str(exc)
-                return None
-            self._tf_missing = ""
-            return tf
+        try:
+            tf = TfLookup(self)
+        except InputError as exc:
+            if required:
+                raise
+            self._tf_missing = str(exc)
+            return None
+        self._tf_missing = ""
+        return tf
 
-    def _close_tf(self, tf) -> None:
+    @staticmethod
+    def _close_tf(tf) -> None:
         if tf is not None:
-            with self._tf_lock:
-                tf.close()
+            tf.close()
 
     def _on_time_jump(self, previous_ns: int, new_ns: int) -> None:
         self.stats.count("time_jumps")
@@ -292,10 +288,8 @@ class N3DNode(LifecycleNode):
         stopped = worker.stop(self.stop_timeout_s) if worker is not None else True
         if pipeline is not None and stopped:
             pipeline.close()
-        with self._tf_lock:
-            tf, self.tf = self.tf, None
-            if tf is not None:
-                tf.close()
+        tf, self.tf = self.tf, None
+        self._close_tf(tf)
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
         self.matcher, self._pubs = None, {}
@@ -460,15 +454,22 @@ class N3DNode(LifecycleNode):
         # result can say why it cannot answer.)
         settings = self.settings
         if self.lifecycle == "active" and settings is not None:
-            with self._in_flight_lock:
-                in_flight = self._in_flight
-            if in_flight >= settings.max_queued_queries:
-                self.stats.count("queries_refused")
-                self.get_logger().warning(
-                    f"action goal rejected: {in_flight} requests in flight "
-                    f"(max_queued_queries={settings.max_queued_queries})", throttle_duration_sec=5.0)
+            busy = self._busy_reason(settings.max_queued_queries, reserve=False)
+            if busy:
+                self.get_logger().warning(f"action goal rejected: {busy}", throttle_duration_sec=5.0)
                 return GoalResponse.REJECT
         return GoalResponse.ACCEPT
+
+    def _busy_reason(self, limit: int, reserve: bool) -> Optional[str]:
+        """Why a new request is refused ('busy: ...') when ``limit`` requests are in flight, else None; with
+        ``reserve`` the new request is counted in flight (the caller must count it out when it ends)."""
+        with self._in_flight_lock:
+            in_flight = self._in_flight
+            if in_flight < limit:
+                self._in_flight += int(reserve)
+                return None
+        self.stats.count("queries_refused")
+        return f"busy: {in_flight} requests in flight (max_queued_queries={limit}); retry later"
 
     def _on_query_action(self, goal_handle):
         goal = goal_handle.request
@@ -527,17 +528,9 @@ class N3DNode(LifecycleNode):
         if target and tf is None:
             return _failure(f"target_frame {target!r} cannot be served: {self._tf_missing or 'no TF listener'}")
         # The in-flight bound comes before anything that blocks this executor thread.
-        limit = settings.max_queued_queries
-        with self._in_flight_lock:
-            if self._in_flight >= limit:
-                in_flight = self._in_flight
-                refused = True
-            else:
-                self._in_flight += 1
-                refused = False
-        if refused:
-            self.stats.count("queries_refused")
-            return _failure(f"busy: {in_flight} requests in flight (max_queued_queries={limit}); retry later")
+        busy = self._busy_reason(settings.max_queued_queries, reserve=True)
+        if busy:
+            return _failure(busy)
         try:
             return self._answer_in_flight(worker, matcher, pipeline, tf, query, fresh, target, timeout, deadline,
                                           report, cancelled, started)

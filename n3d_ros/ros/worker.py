@@ -40,6 +40,12 @@ class Job:
     def abandon(self) -> None:
         self.abandoned.set()
 
+    def fail_unstarted(self, reason: str) -> None:
+        """End a job that never ran: its waiter wakes with ``reason`` as the error."""
+        self.abandon()
+        self.error = reason
+        self._done.set()
+
 
 class QueueFull(RuntimeError):
     pass
@@ -88,9 +94,7 @@ class InferenceWorker:
             pending, self._detection = self._detection, None
             running = self._running if self._running is not None and self._running.kind == "detection" else None
         if pending is not None:
-            pending.abandon()
-            pending.error = "dropped: the node was deactivated before this detection ran"
-            pending._done.set()
+            pending.fail_unstarted("dropped: the node was deactivated before this detection ran")
         if running is not None:
             running.abandon()
 
@@ -150,16 +154,10 @@ class InferenceWorker:
             running = self._running
             self._cond.notify_all()
         for job in pending:
-            job.abandon()
-            job.error = "the node stopped (deactivated or cleaned up) before this request ran"
-            job._done.set()
+            job.fail_unstarted("the node stopped (deactivated or cleaned up) before this request ran")
         if running is not None:
             running.abandon()  # the job's model call polls this and returns early
         if self._thread is threading.current_thread():
             return False  # stop() from inside a job: it cannot wait for itself
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
-
-    def running_job(self) -> Optional[Job]:
-        with self._cond:
-            return self._running
