@@ -152,6 +152,9 @@ def test_scene_size_and_object_count_arguments():
         make_scene(2, n_objects=9)
     with pytest.raises(InputError, match="n_objects"):
         make_scene(2, n_objects=0)
+    for seed in (-3, 1.5, True):
+        with pytest.raises(InputError, match="non-negative integer"):
+            make_scene(seed)
 
 
 def test_save_load_round_trip(tmp_path, noisy_scene):

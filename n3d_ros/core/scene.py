@@ -278,6 +278,8 @@ def _sensor_effects(rng: np.random.Generator, depth: np.ndarray) -> np.ndarray:
 def make_scene(seed: int, width: int = 640, height: int = 480, n_objects: Optional[int] = None,
                noise: bool = True) -> SyntheticScene:
     """Render the scene for ``seed`` (same seed and arguments -> identical arrays)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"scene seed must be a non-negative integer, got {seed!r}")
     if not (64 <= width <= 4096 and 48 <= height <= 4096):
         raise InputError(f"scene size {width}x{height} is out of range (64..4096 x 48..4096)")
     if n_objects is not None and not 1 <= n_objects <= len(COLORS):

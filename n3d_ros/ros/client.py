@@ -82,5 +82,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0 if response.success else 1
     finally:
         executor.shutdown()
+        spinner.join(5.0)  # a spin thread still inside rcl at interpreter exit aborts the process
         node.destroy_node()
         rclpy.try_shutdown()
