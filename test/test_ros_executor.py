@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 
 def _spins_while_the_pool_is_busy(context, executor_class):
     """Wake-ups of the spin thread while its only pool thread is blocked and a message waits in the queue."""
@@ -71,6 +69,7 @@ def test_a_queued_callback_does_not_make_the_spin_thread_loop(ros_context):
     assert spins < 120, spins  # it slept until the pool could start the task (0.5 s / QUEUED_WAIT_S = 50)
     stock_spins, stock_received = _spins_while_the_pool_is_busy(ros_context, MultiThreadedExecutor)
     assert sorted(stock_received) == ["first", "second"]
-    if stock_spins < 200:
-        pytest.skip(f"this rclpy's executor does not loop here ({stock_spins} wake-ups), nothing to compare")
-    assert spins * 10 < stock_spins
+    # The stock executor loops only while its pool thread is slow to start the queued task (timing): compare
+    # where it did, without reporting the assertions above as skipped where it did not.
+    if stock_spins >= 200:
+        assert spins * 10 < stock_spins
