@@ -1,20 +1,13 @@
-"""RViz with rviz/n3d.rviz (debug image, boxes and labels, query results, camera point cloud, TF).
-Start it next to n3d.launch.py or n3d_realsense.launch.py.
+"""RViz with rviz/n3d.rviz (debug image, boxes and labels, query results, camera point cloud, TF), renamed for
+the node and camera names given. Start it next to n3d.launch.py or n3d_realsense.launch.py (or pass rviz:=true
+to either of them).
+
+  ros2 launch n3d_ros n3d_rviz.launch.py camera_name:=d435
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from n3d_ros.ros.launch_actions import describe, rviz_actions
+from n3d_ros.ros.launch_setup import rviz_arguments
 
 
 def generate_launch_description():
-    rviz_file = os.path.join(get_package_share_directory("n3d_ros"), "rviz", "n3d.rviz")
-    return LaunchDescription([
-        DeclareLaunchArgument("rviz_config", default_value=rviz_file),
-        Node(package="rviz2", executable="rviz2", name="n3d_rviz", output="screen",
-             arguments=["-d", LaunchConfiguration("rviz_config")]),
-    ])
+    return describe(rviz_arguments(), rviz_actions)

@@ -1,9 +1,7 @@
-"""Parameters, config file, launch files and RViz config agree with the node (launch is not installable here,
-so the launch files are checked by reading them)."""
+"""Parameters, config file and RViz config agree with the node (the launch files: test_ros_launch.py)."""
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 import yaml
 
 from n3d_ros.core.types import InputError
-from n3d_ros.ros.launch_params import LAUNCH_PARAMETERS, load_defaults
+from n3d_ros.ros.launch_params import load_defaults
 from n3d_ros.ros.params import PARAMETERS, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,52 +32,10 @@ def test_demo_config_only_names_known_parameters():
     validate({**_defaults(), **config})
 
 
-def test_launch_arguments_are_node_parameters_of_the_right_type():
-    for name, (kind, _) in LAUNCH_PARAMETERS.items():
-        assert name in PARAMETERS, name
-        assert isinstance(PARAMETERS[name][0], kind), name
-
-
-def _launch_calls(path: Path):
-    tree = ast.parse(path.read_text())
-    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
-
-
-def _keyword(call, name):
-    for keyword in call.keywords:
-        if keyword.arg == name:
-            return keyword.value
-    return None
-
-
-@pytest.mark.parametrize("launch_file", sorted((ROOT / "launch").glob("*.launch.py")))
-def test_launch_files_start_installed_executables(launch_file):
-    cmake = (ROOT / "CMakeLists.txt").read_text()
-    calls = _launch_calls(launch_file)
-    nodes = [c for c in calls if getattr(c.func, "id", None) in ("Node", "LifecycleNode")]
-    assert nodes, f"{launch_file.name} starts no node"
-    for call in nodes:
-        package = ast.literal_eval(_keyword(call, "package"))
-        executable = ast.literal_eval(_keyword(call, "executable"))
-        if package == "n3d_ros":
-            assert (ROOT / "scripts" / executable).exists() and f"scripts/{executable}" in cmake
-            assert getattr(call.func, "id") == "LifecycleNode"
-
-
-def test_realsense_launch_asks_for_aligned_640x480_and_matches_the_default_topics():
-    text = (ROOT / "launch" / "n3d_realsense.launch.py").read_text()
-    assert '"align_depth.enable": "true"' in text and "640x480x30" in text
-    config = load_defaults(str(ROOT / "config" / "n3d.yaml"))
-    # The wrapper's default names: /<camera_namespace>/<camera_name>/...
-    assert config["depth_topic"] == "/camera/camera/aligned_depth_to_color/image_raw"
-    assert config["color_topic"] == "/camera/camera/color/image_raw"
-    assert config["camera_info_topic"] == "/camera/camera/color/camera_info"
-
-
 def test_rviz_config_shows_topics_the_node_publishes():
     rviz = yaml.safe_load((ROOT / "rviz" / "n3d.rviz").read_text())
     topics = {d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d}
-    node_source = (ROOT / "n3d_ros" / "ros" / "node.py").read_text()
+    node_source = "\n".join(path.read_text() for path in sorted((ROOT / "n3d_ros" / "ros").glob("*.py")))
     published = set(re.findall(r'\("(\w+)", (?:Detection3DArray|Detection2DArray|MarkerArray|Image|SpatialAnswer)\)',
                                node_source))
     for topic in topics:

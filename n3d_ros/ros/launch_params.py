@@ -1,7 +1,7 @@
-"""The node parameters our launch files expose as launch arguments, and the helpers that declare them.
+"""The node parameters our launch files expose as launch arguments (launch_setup.py builds the rest).
 
-Pure data at import time (the `launch` packages are imported only inside the helpers), so tests can check
-these names against the node's declared parameters and config/n3d.yaml without ROS launch installed.
+Pure data, so tests can check these names against the node's declared parameters and config/n3d.yaml without
+ROS launch installed. `autostart` is not among them: under launch, launch itself drives the lifecycle.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ LAUNCH_PARAMETERS = {
     "detection_rate_hz": (float, "continuous detection rate; 0 = off"),
     "target_frame": (str, "frame for results; '' = camera optical frame"),
     "query_timeout_s": (float, "default time limit of one query"),
-    "autostart": (bool, "configure and activate on start-up"),
 }
 
 
@@ -43,28 +42,3 @@ def load_defaults(params_file: str) -> dict:
         if isinstance(entry, dict) and "ros__parameters" in entry:
             return dict(entry["ros__parameters"])
     raise ValueError(f"{params_file}: no ros__parameters section")
-
-
-def _as_text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def declare_arguments(params_file: str) -> list:
-    """DeclareLaunchArgument for every parameter above, defaulting to the parameter file's values."""
-    from launch.actions import DeclareLaunchArgument
-
-    defaults = load_defaults(params_file)
-    return [DeclareLaunchArgument(name, default_value=_as_text(defaults.get(name, "")), description=description)
-            for name, (_, description) in LAUNCH_PARAMETERS.items()]
-
-
-def node_parameters(params_file: str) -> list:
-    """The parameter file, then one override per launch argument (typed, so '' stays a string)."""
-    from launch.substitutions import LaunchConfiguration
-    from launch_ros.parameter_descriptions import ParameterValue
-
-    overrides = {name: ParameterValue(LaunchConfiguration(name), value_type=kind)
-                 for name, (kind, _) in LAUNCH_PARAMETERS.items()}
-    return [params_file, overrides]
