@@ -120,10 +120,78 @@ def test_mono8_is_replicated():
 
 def test_colour_refusals():
     with pytest.raises(InputError, match="not supported"):
-        decode_color(b"\x00" * 8, "yuv422", 2, 2)
+        decode_color(b"\x00" * 4, "bayer_rggb8", 2, 2)
     with pytest.raises(InputError, match="needs 12 bytes"):
         decode_color(b"\x00" * 11, "rgb8", 2, 2)
-    assert set(SUPPORTED_COLOR_ENCODINGS) == {"rgb8", "bgr8", "rgba8", "bgra8", "mono8"}
+    assert set(SUPPORTED_COLOR_ENCODINGS) == {"rgb8", "bgr8", "rgba8", "bgra8", "mono8", "yuv422_yuy2", "yuv422"}
+
+
+# ---------------------------------------------------------------------- YUV 4:2:2
+YUV422_CODES = {"yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuv422": cv2.COLOR_YUV2RGB_UYVY}
+
+
+def _bt601_video_range(y, u, v):
+    """Independent float reference: BT.601 with Y in [16, 235] and chroma in [16, 240] (what YUYV cameras send)."""
+    luma = 1.164 * np.maximum(y - 16.0, 0.0)
+    rgb = np.stack([luma + 1.596 * (v - 128.0),
+                    luma - 0.391 * (u - 128.0) - 0.813 * (v - 128.0),
+                    luma + 2.018 * (u - 128.0)], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255)
+
+
+def _pack_yuv422(y, u, v, encoding, step):
+    """Bytes of a 4:2:2 image from full-width luma and per-pair chroma, rows padded with 0xEE up to step."""
+    height, width = y.shape
+    pairs = np.empty((height, width // 2, 4), dtype=np.uint8)
+    order = (y[:, 0::2], u, y[:, 1::2], v) if encoding == "yuv422_yuy2" else (u, y[:, 0::2], v, y[:, 1::2])
+    for index, plane in enumerate(order):
+        pairs[:, :, index] = plane
+    rows = pairs.reshape(height, width * 2)
+    return b"".join(row.tobytes() + b"\xee" * (step - width * 2) for row in rows)
+
+
+@pytest.mark.parametrize("encoding", sorted(YUV422_CODES))
+@pytest.mark.parametrize("width,height,pad", [(640, 480, 0), (2, 1, 0), (38, 7, 6), (100, 3, 1)])
+def test_yuv422_matches_opencv_and_bt601(encoding, width, height, pad):
+    rng = np.random.default_rng(width * 1000 + height + pad)
+    y = rng.integers(0, 256, size=(height, width), dtype=np.uint8)
+    u, v = (rng.integers(0, 256, size=(height, width // 2), dtype=np.uint8) for _ in range(2))
+    step = width * 2 + pad
+    got = decode_color(_pack_yuv422(y, u, v, encoding, step), encoding, width, height, step=step)
+    assert got.dtype == np.uint8 and got.shape == (height, width, 3) and got.flags.c_contiguous
+    packed = np.frombuffer(_pack_yuv422(y, u, v, encoding, width * 2), np.uint8).reshape(height, width, 2)
+    assert np.array_equal(got, cv2.cvtColor(packed, YUV422_CODES[encoding]))  # what cv_bridge gives
+    # each pixel pair shares its (U, V): the chroma planes repeated to full width
+    reference = _bt601_video_range(y.astype(float), np.repeat(u, 2, axis=1).astype(float),
+                                   np.repeat(v, 2, axis=1).astype(float))
+    assert np.abs(got.astype(int) - reference).max() <= 1
+    got[0, 0] = 0  # fresh and writable
+
+
+def test_yuv422_known_colours_and_byte_orders():
+    # (Y, U, V) -> RGB: video black, video white, and BT.601 primaries
+    cases = [((16, 128, 128), (0, 0, 0)), ((235, 128, 128), (255, 255, 255)), ((81, 90, 240), (255, 0, 0)),
+             ((145, 54, 34), (0, 255, 0)), ((41, 240, 110), (0, 0, 255))]
+    for (y, u, v), rgb in cases:
+        yuyv = decode_color(bytes([y, u, y, v]), "yuv422_yuy2", 2, 1)
+        uyvy = decode_color(bytes([u, y, v, y]), "yuv422", 2, 1)
+        assert np.array_equal(yuyv, uyvy)
+        assert np.abs(yuyv.astype(int) - np.array([rgb, rgb])).max() <= 2, ((y, u, v), yuyv.tolist())
+    # the two Y bytes of a pair land in the left and right pixel, in the right place for each byte order
+    assert decode_color(bytes([16, 128, 235, 128]), "yuv422_yuy2", 2, 1).tolist() == [[[0] * 3, [255] * 3]]
+    assert decode_color(bytes([128, 16, 128, 235]), "yuv422", 2, 1).tolist() == [[[0] * 3, [255] * 3]]
+
+
+@pytest.mark.parametrize("encoding", sorted(YUV422_CODES))
+def test_yuv422_refusals(encoding):
+    with pytest.raises(InputError, match="width must be even, got 3"):
+        decode_color(b"\x00" * 12, encoding, 3, 2)
+    with pytest.raises(InputError, match="needs 16 bytes, got 15"):
+        decode_color(b"\x00" * 15, encoding, 4, 2)
+    with pytest.raises(InputError, match="step 6 is smaller than width\\*2 = 8"):
+        decode_color(b"\x00" * 12, encoding, 4, 2, step=6)
+    with pytest.raises(InputError, match="positive"):
+        decode_color(b"", encoding, 0, 2)
 
 
 # ---------------------------------------------------------------------- compressed

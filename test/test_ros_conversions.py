@@ -128,7 +128,8 @@ def test_alignment_check_names_the_problem(ros_context):
     assert check_alignment(image(64, 48, "rgb8"), image(64, 48, "16UC1"), info) is None
     assert "aligned" in check_alignment(image(64, 48, "rgb8"), image(32, 24, "16UC1"), info)
     assert "depth encoding 'rgb8'" in check_alignment(image(64, 48, "rgb8"), image(64, 48, "rgb8"), info)
-    assert "colour encoding 'yuv422'" in check_alignment(image(64, 48, "yuv422"), image(64, 48, "16UC1"), info)
+    assert "colour encoding 'bayer_rggb8'" in check_alignment(image(64, 48, "bayer_rggb8"), image(64, 48, "16UC1"),
+                                                              info)
     assert "depth frame 'depth_optical'" in check_alignment(
         image(64, 48, "rgb8"), image(64, 48, "32FC1", "depth_optical"), info)
     assert "camera_info is 32x24" in check_alignment(image(64, 48, "rgb8"), image(64, 48, "16UC1"),

@@ -174,7 +174,7 @@ def _mismatched_cases():
     from sensor_msgs.msg import CameraInfo, Image
 
     def img(w, h, enc, frame="cam_optical"):
-        channels = {"rgb8": 3, "16UC1": 2, "32FC1": 4, "yuv422": 2}[enc]
+        channels = {"rgb8": 3, "16UC1": 2, "32FC1": 4, "bayer_rggb8": 1}[enc]
         msg = Image(width=w, height=h, encoding=enc, step=w * channels, data=bytes(w * h * channels))
         msg.header.frame_id = frame
         return msg
@@ -186,7 +186,7 @@ def _mismatched_cases():
 
     return [
         ((img(64, 48, "rgb8"), img(32, 24, "16UC1"), info()), "must be aligned to colour"),
-        ((img(64, 48, "yuv422"), img(64, 48, "16UC1"), info()), "colour encoding 'yuv422'"),
+        ((img(64, 48, "bayer_rggb8"), img(64, 48, "16UC1"), info()), "colour encoding 'bayer_rggb8'"),
         ((img(64, 48, "rgb8"), img(64, 48, "rgb8"), info()), "depth encoding 'rgb8'"),
         ((img(64, 48, "rgb8"), img(64, 48, "16UC1", "cam_depth_optical"), info()), "subscribe to depth aligned"),
         ((img(64, 48, "rgb8"), img(64, 48, "16UC1"), info(32, 24)), "camera_info is 32x24"),

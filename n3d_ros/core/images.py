@@ -14,7 +14,7 @@ import numpy as np
 from .types import InputError
 
 SUPPORTED_DEPTH_ENCODINGS: Tuple[str, ...] = ("16UC1", "32FC1")
-SUPPORTED_COLOR_ENCODINGS: Tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+SUPPORTED_COLOR_ENCODINGS: Tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "yuv422_yuy2", "yuv422")
 SUPPORTED_COMPRESSED_DEPTH_FORMATS: Tuple[str, ...] = ("16UC1; compressedDepth png", "32FC1; compressedDepth png",
                                                         "16UC1; png", "png")
 
@@ -27,7 +27,12 @@ _LAYOUT = {
     "rgba8": (np.uint8, 4),
     "bgra8": (np.uint8, 4),
     "mono8": (np.uint8, 1),
+    # 4:2:2 packed: two pixels share one (U, V) pair, so every pixel takes two bytes and the width must be even.
+    "yuv422_yuy2": (np.uint8, 2),  # Y0 U Y1 V (YUYV): RealSense's YUYV format
+    "yuv422": (np.uint8, 2),       # U Y0 V Y1 (UYVY): ROS's name for it, as in cv_bridge
 }
+# OpenCV's BT.601 video-range conversions, the ones cv_bridge uses for these two encodings.
+_YUV422_TO_RGB = {"yuv422_yuy2": "COLOR_YUV2RGB_YUY2", "yuv422": "COLOR_YUV2RGB_UYVY"}
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # image_transport's compressed_depth header: int32 compression format, then two float32 quantisation
 # parameters (A, B) used for 32FC1 inverse-depth coding: stored = A / depth + B, so depth = A / (stored - B).
@@ -103,10 +108,19 @@ def decode_depth(buffer: Buffer, encoding: str, width: int, height: int, step=No
 
 def decode_color(buffer: Buffer, encoding: str, width: int, height: int, step=None,
                  is_bigendian: bool = False) -> np.ndarray:
-    """sensor_msgs/Image colour -> (H, W, 3) uint8 RGB (alpha dropped, mono replicated)."""
+    """sensor_msgs/Image colour -> (H, W, 3) uint8 RGB (alpha dropped, mono replicated, YUV 4:2:2 converted
+    with BT.601 video-range coefficients exactly as OpenCV/cv_bridge do)."""
     if encoding not in SUPPORTED_COLOR_ENCODINGS:
         raise InputError(f"colour encoding {encoding!r} is not supported; use one of {SUPPORTED_COLOR_ENCODINGS}")
+    if encoding in _YUV422_TO_RGB and int(width) > 0 and int(width) % 2:
+        raise InputError(f"{encoding} packs two pixels per (U, V) pair, so the width must be even, got {width}: "
+                         "check the publisher's width")
     raw = _unpack(buffer, encoding, width, height, step, is_bigendian)
+    if encoding in _YUV422_TO_RGB:
+        import cv2
+
+        # cvtColor returns a new array; the contiguous copy drops the step padding that _unpack sliced off
+        return cv2.cvtColor(np.ascontiguousarray(raw), getattr(cv2, _YUV422_TO_RGB[encoding]))
     if encoding == "mono8":
         return np.repeat(raw[:, :, None], 3, axis=2)
     # always a fresh, writable array: a view would pin (and share) the message buffer

@@ -20,9 +20,10 @@ from vision_msgs.msg import (BoundingBox2D, BoundingBox3D, Detection2D, Detectio
                              Detection3DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass)
 from visualization_msgs.msg import Marker, MarkerArray
 
+from ..core.images import SUPPORTED_COLOR_ENCODINGS
 from ..core.types import Answer, Box3D, InputError, PinholeCamera, RGBDFrame
 
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+COLOR_ENCODINGS = SUPPORTED_COLOR_ENCODINGS  # one list: what core.images decodes is what the node accepts
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 # Several drivers publish millimetre depth as mono16: the same bytes as 16UC1, decoded as such.
 DEPTH_ENCODING_ALIASES = {"mono16": "16UC1"}
