@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+CAMERA_QOS = 10  # reliable, keep last 10: what realsense2_camera's camera_info uses
 TOPICS = {"color_topic": "/test_cam/color/image_raw", "depth_topic": "/test_cam/depth/image_raw",
           "camera_info_topic": "/test_cam/color/camera_info"}
 
@@ -29,7 +30,6 @@ class Harness:
     def __init__(self, context, executor, **params):
         import rclpy
         from rclpy.parameter import Parameter
-        from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CameraInfo, Image
 
         from n3d_ros.ros.node import N3DNode
@@ -38,7 +38,8 @@ class Harness:
         self.node = N3DNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         self.camera = rclpy.create_node("test_cam", context=context)
         self.client = rclpy.create_node("test_client", context=context)
-        self.pubs = {key: self.camera.create_publisher(kind, TOPICS[topic], qos_profile_sensor_data) for key, kind, topic in
+        # Reliable, as realsense2_camera publishes (and the node subscribes by default).
+        self.pubs = {key: self.camera.create_publisher(kind, TOPICS[topic], CAMERA_QOS) for key, kind, topic in
                      (("color", Image, "color_topic"), ("depth", Image, "depth_topic"),
                       ("info", CameraInfo, "camera_info_topic"))}
         for each in (self.node, self.camera, self.client):

@@ -156,7 +156,7 @@ def test_concurrent_fresh_frame_queries_do_not_starve_sensor_callbacks(harness_f
     assert during > before and after > during, (before, during, after)
 
 
-def test_requests_over_the_limit_are_refused_at_once_and_action_goals_rejected(harness_factory):
+def test_requests_over_the_limit_are_refused_at_once_and_action_goals_aborted_with_the_reason(harness_factory):
     from rclpy.action import ActionClient
 
     from n3d_ros.action import SpatialQuery
@@ -176,7 +176,13 @@ def test_requests_over_the_limit_are_refused_at_once_and_action_goals_rejected(h
         assert client.wait_for_server(timeout_sec=30)
         goal_future = client.send_goal_async(SpatialQuery.Goal(query="where is the mug"))
         assert _wait(goal_future.done)
-        assert not goal_future.result().accepted
+        # Accepted and aborted at once, so that the client gets the reason (a rejection carries none).
+        handle = goal_future.result()
+        assert handle.accepted
+        result_future = handle.get_result_async()
+        assert _wait(result_future.done, timeout=5.0)
+        result = result_future.result().result
+        assert not result.success and "busy: 1 requests in flight" in result.message
     finally:
         slow.release.set()
         thread.join(30)

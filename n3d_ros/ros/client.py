@@ -26,18 +26,34 @@ def response_to_dict(response) -> dict:
             "objects": objects(response.objects), "latency_s": round(response.latency_s, 4)}
 
 
+def request_fields(query, timeout_s, fresh, target_frame) -> dict:
+    """The request's fields with the types the message needs. rosidl's C conversion asserts on a wrong type
+    (an int timeout_s aborts the process with SIGABRT), so numbers are converted and anything else refused."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+        raise TypeError(f"timeout_s must be a number of seconds, got {type(timeout_s).__name__} {timeout_s!r}")
+    if not isinstance(query, str) or not isinstance(target_frame, str):
+        raise TypeError("query and target_frame must be str, got "
+                        f"{type(query).__name__} and {type(target_frame).__name__}")
+    if "\x00" in query or "\x00" in target_frame:
+        # rclpy cuts a string at its first NUL on the way out: the node would answer a different question.
+        raise ValueError("query and target_frame must not contain NUL characters (ROS strings end at the first one)")
+    return {"query": query, "timeout_s": float(timeout_s), "require_fresh_frame": bool(fresh),
+            "target_frame": target_frame}
+
+
 def call(node, service: str, query: str, timeout_s: float, fresh: bool = False, target_frame: str = "",
          wait_s: float = 10.0):
-    """Call the SpatialQuery service from an rclpy node that something else spins; None if no reply."""
+    """Call the SpatialQuery service from an rclpy node that something else spins; None if no reply.
+    TypeError/ValueError for arguments the message cannot carry."""
     from n3d_ros.srv import SpatialQuery
 
+    request = SpatialQuery.Request(**request_fields(query, timeout_s, fresh, target_frame))
     client = node.create_client(SpatialQuery, service)
     try:
-        if not client.wait_for_service(timeout_sec=wait_s):
+        if not client.wait_for_service(timeout_sec=float(wait_s)):
             return None
-        future = client.call_async(SpatialQuery.Request(query=query, timeout_s=timeout_s,
-                                                        require_fresh_frame=fresh, target_frame=target_frame))
-        deadline = time.monotonic() + (timeout_s or 60.0) + 5.0
+        future = client.call_async(request)
+        deadline = time.monotonic() + (request.timeout_s or 60.0) + 5.0
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.01)
         return future.result() if future.done() else None

@@ -53,8 +53,14 @@ class NodeStats:
         with self.lock:
             return self.rates[name].total
 
+    def rate(self, name: str) -> float:
+        with self.lock:
+            return self.rates[name].rate()
+
     def status(self, name: str, hardware_id: str, lifecycle: str, model_state: str, queue: int,
-               frame_age_s) -> DiagnosticStatus:
+               frame_age_s, max_future_stamp_s=None, input_problem: str = "", last_error: str = "") -> DiagnosticStatus:
+        """ERROR: a failed transition or model, or a frame stamped in the future (no query can use it);
+        WARN: no matched frame yet, an input problem the watchdog found, a refused frame; else OK."""
         with self.lock:
             values = {f"{k}_hz": f"{m.rate():.2f}" for k, m in self.rates.items()}
             values.update({f"{k}_total": str(m.total) for k, m in self.rates.items()})
@@ -66,8 +72,20 @@ class NodeStats:
             problem = self.last_problem
         values.update({"lifecycle_state": lifecycle, "model_state": model_state, "query_queue": str(queue),
                        "frame_age_s": "none" if frame_age_s is None else f"{frame_age_s:.3f}"})
+        if last_error:
+            values["last_error"] = last_error
+        future = (lifecycle == "active" and frame_age_s is not None and max_future_stamp_s is not None
+                  and -frame_age_s > max_future_stamp_s)
         if model_state.startswith("error"):
             level, message = DiagnosticStatus.ERROR, model_state
+        elif last_error and lifecycle != "active":
+            level, message = DiagnosticStatus.ERROR, last_error
+        elif future:
+            level, message = DiagnosticStatus.ERROR, (
+                f"the latest frame is stamped {-frame_age_s:.2f} s ahead of the node clock (max_future_stamp_s="
+                f"{max_future_stamp_s}): synchronise the camera's and this computer's clocks")
+        elif input_problem:
+            level, message = DiagnosticStatus.WARN, input_problem
         elif lifecycle == "active" and frame_age_s is None:
             level, message = DiagnosticStatus.WARN, "no matched colour/depth/camera_info frame yet"
         elif problem:

@@ -2,6 +2,8 @@
 
 Defaults here equal config/n3d.yaml (a test checks that). Validation collects what the node needs into
 NodeSettings and the pipeline's part into PipelineConfig; any bad value raises InputError naming it.
+Every period and rate is bounded: rclpy's timer constructor overflows (and kills the process) past ~9e9 s,
+and a period near zero makes an idle node burn a core.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ INPUT_QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
 # Upper bound of max_queued_queries: every request in flight holds one executor thread, so the node's
 # executor (node.main) is sized from this bound plus a reserve for sensor and timer callbacks.
 MAX_QUEUED_QUERIES_LIMIT = 64
+MAX_FRAME_ID_CHARS = 256  # longer target frames are refused (and never echoed back whole)
 
 # name -> (default, description)
 PARAMETERS = {
@@ -36,10 +39,12 @@ PARAMETERS = {
     "color_topic": ("/camera/camera/color/image_raw", "colour image topic"),
     "depth_topic": ("/camera/camera/aligned_depth_to_color/image_raw", "depth topic, aligned to colour"),
     "camera_info_topic": ("/camera/camera/color/camera_info", "colour camera_info topic"),
-    "input_qos": ("sensor_data", "sensor_data, reliable or best_effort"),
+    "input_qos": ("reliable", "reliable (what realsense2_camera publishes), best_effort (simulators and drivers "
+                              "that publish best effort) or sensor_data (best effort, rclpy's sensor profile)"),
     "input_qos_depth": (5, "subscription queue depth"),
     "sync_slop_s": (0.02, "largest stamp difference between colour, depth and camera_info"),
     "max_frame_age_s": (1.0, "oldest frame (node clock) a query may use"),
+    "max_future_stamp_s": (0.5, "a frame stamped more than this ahead of the node clock is refused (clock sync)"),
     "no_input_warning_s": (5.0, "warn when no input has arrived after this long"),
     "detection_prompt": ("", "phrase for continuous detection; '' = every object"),
     "detection_rate_hz": (0.0, "continuous detection rate; 0 = off"),
@@ -63,6 +68,7 @@ class NodeSettings:
     input_qos_depth: int
     sync_slop_s: float
     max_frame_age_s: float
+    max_future_stamp_s: float
     no_input_warning_s: float
     detection_prompt: str
     detection_rate_hz: float
@@ -74,15 +80,57 @@ class NodeSettings:
     diagnostics_period_s: float
 
 
-def _positive(values: dict, name: str, allow_zero: bool = False) -> None:
-    value = values[name]
-    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise InputError(f"parameter {name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+# name -> (lowest, highest, lowest allowed): finite values in [lowest, highest], or exactly 0 where zero is listed
+BOUNDS = {
+    "sync_slop_s": (0.0, 1.0, None),
+    "max_frame_age_s": (1e-3, 86400.0, None),
+    "max_future_stamp_s": (0.0, 3600.0, None),
+    "no_input_warning_s": (0.1, 3600.0, None),
+    "detection_rate_hz": (1.0 / 3600.0, 100.0, "0 (off)"),
+    "tf_timeout_s": (1e-3, 60.0, None),
+    "query_timeout_s": (1e-3, 3600.0, None),
+    "diagnostics_period_s": (0.01, 3600.0, None),
+}
+BOUND_REASONS = {
+    "sync_slop_s": "more than 1 s pairs unrelated frames",
+    "no_input_warning_s": "it is the input watchdog's period",
+    "detection_rate_hz": "it sets a timer period",
+    "diagnostics_period_s": "it is a timer period",
+}
+TOPIC_PARAMETERS = ("color_topic", "depth_topic", "camera_info_topic")
 
 
-def validate(values: dict) -> tuple:
-    """(PipelineConfig, NodeSettings) from the parameter values, or InputError naming the bad one."""
+def check_bounds(name: str, value) -> None:
+    """InputError unless ``value`` is inside BOUNDS[name] (0 passes where the bounds list it)."""
+    lowest, highest, zero = BOUNDS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"parameter {name} must be a number, got {value!r}")
+    if math.isfinite(value) and (lowest <= value <= highest or (zero is not None and value == 0)):
+        return
+    allowed = f"{zero} or in [{lowest:g}, {highest:g}]" if zero is not None else f"in [{lowest:g}, {highest:g}]"
+    reason = BOUND_REASONS.get(name)
+    raise InputError(f"parameter {name} must be {allowed}, got {value}" + (f" ({reason})" if reason else ""))
+
+
+def check_topic(name: str, topic: str, node_name: str, namespace: str) -> None:
+    """InputError unless ``topic`` is a valid ROS topic name once expanded (rclpy's own rules)."""
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+
+    if not topic.strip():
+        raise InputError(f"parameter {name} is empty: give the topic name (or remap it)")
+    try:
+        validate_full_topic_name(expand_topic_name(topic, node_name, namespace))
+    except Exception as exc:  # rclpy raises ValueError or InvalidTopicNameException, with rcl's source location
+        reason = str(exc).split(", at /")[0].replace("\n", " ")
+        raise InputError(f"parameter {name}={topic!r} is not a valid topic name: {reason}") from None
+
+
+def validate(values: dict, node_name: str = "n3d_node", namespace: str = "/") -> tuple:
+    """(PipelineConfig, NodeSettings) from the parameter values, or InputError naming the bad one.
+
+    ``node_name``/``namespace`` expand relative and ``~`` topic names the way the node's subscriptions will."""
+    values = dict(values)
     for name, (default, _) in PARAMETERS.items():
         kind = type(default)
         value = values[name]
@@ -95,25 +143,21 @@ def validate(values: dict) -> tuple:
                                      "max_new_tokens", "refine", "min_range_m", "max_range_m",
                                      "prefix_cache", "constrained_decoding", "single_object_stop",
                                      "allow_download")})
-    for name in ("color_topic", "depth_topic", "camera_info_topic"):
-        if not values[name].strip():
-            raise InputError(f"parameter {name} is empty: give the topic name (or remap it)")
-    if len({values["color_topic"], values["depth_topic"], values["camera_info_topic"]}) != 3:
+    for name in TOPIC_PARAMETERS:
+        check_topic(name, values[name], node_name, namespace)
+    if len({values[name] for name in TOPIC_PARAMETERS}) != 3:
         raise InputError("color_topic, depth_topic and camera_info_topic must be three different topics")
     if values["input_qos"] not in INPUT_QOS_CHOICES:
         raise InputError(f"parameter input_qos must be one of {list(INPUT_QOS_CHOICES)}, got {values['input_qos']!r}")
     if not 1 <= values["input_qos_depth"] <= 100:
         raise InputError(f"parameter input_qos_depth must be in [1, 100], got {values['input_qos_depth']}")
-    for name in ("sync_slop_s", "detection_rate_hz"):
-        _positive(values, name, allow_zero=True)
-    for name in ("max_frame_age_s", "no_input_warning_s", "tf_timeout_s", "query_timeout_s", "diagnostics_period_s"):
-        _positive(values, name)
-    if values["sync_slop_s"] > 1.0:
-        raise InputError(f"parameter sync_slop_s is {values['sync_slop_s']} s: more than 1 s pairs unrelated frames")
-    if values["detection_rate_hz"] > 100.0:
-        raise InputError(f"parameter detection_rate_hz must be <= 100, got {values['detection_rate_hz']}")
+    for name in BOUNDS:
+        check_bounds(name, values[name])
     if not 1 <= values["max_queued_queries"] <= MAX_QUEUED_QUERIES_LIMIT:
         raise InputError(f"parameter max_queued_queries must be in [1, {MAX_QUEUED_QUERIES_LIMIT}], "
                          f"got {values['max_queued_queries']}")
+    if len(values["target_frame"]) > MAX_FRAME_ID_CHARS:
+        raise InputError(f"parameter target_frame is {len(values['target_frame'])} characters; frame ids are at "
+                         f"most {MAX_FRAME_ID_CHARS}")
     settings = NodeSettings(**{name: values[name] for name in NodeSettings.__dataclass_fields__})
     return pipeline, settings

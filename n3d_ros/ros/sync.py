@@ -107,6 +107,12 @@ class StampMatcher:
                 return self._latest
             return None
 
+    def newest_stamps(self) -> Dict[str, Optional[int]]:
+        """The newest stamp waiting in each stream's queue (None for an empty one): what the watchdog compares
+        when stamps stop agreeing."""
+        with self._lock:
+            return {name: max((item[0] for item in queue), default=None) for name, queue in self._queues.items()}
+
     def pending(self) -> Dict[str, int]:
         with self._lock:
             return {name: len(queue) for name, queue in self._queues.items()}

@@ -2,7 +2,8 @@
 
 Topics (relative, so a namespace or remapping moves them): color/image_raw (rgb8),
 aligned_depth_to_color/image_raw (16UC1 millimetres), color/camera_info; all with the same stamp, the
-current time, published with sensor-data QoS unless `reliable` is set.
+current time, published reliable like realsense2_camera (best effort, rclpy's sensor-data QoS, with
+`reliable=False` / --best-effort, as simulators publish).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from . import conversions as conv
 
 class SyntheticCamera(Node):
     def __init__(self, seed: int = 0, rate_hz: float = 30.0, node_name: str = "synthetic_camera",
-                 reliable: bool = False, **kwargs):
+                 reliable: bool = True, **kwargs):
         super().__init__(node_name, **kwargs)
         from ..core.scene import make_scene
 
@@ -52,10 +53,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=30.0, help="frames per second")
-    parser.add_argument("--reliable", action="store_true", help="reliable QoS instead of sensor data")
+    parser.add_argument("--reliable", action="store_true", help="reliable QoS (the default, as realsense2_camera)")
+    parser.add_argument("--best-effort", action="store_true", help="sensor-data QoS (best effort, as simulators)")
     args, ros_args = parser.parse_known_args(argv)
     rclpy.init(args=ros_args)
-    node = SyntheticCamera(seed=args.seed, rate_hz=args.rate, reliable=args.reliable)
+    node = SyntheticCamera(seed=args.seed, rate_hz=args.rate, reliable=not args.best_effort)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
