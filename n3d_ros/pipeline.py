@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Callable, Iterator, Optional, Protocol
 
 from .backends.base import Backend, BackendUnsupported
+from .core.boxes import degenerate_box_reason
+from .core.depth_check import frame_problem
 from .core.types import Answer, Cancelled, GroundingResult, InputError, RGBDFrame
 
 
@@ -107,6 +109,24 @@ def validate_query(text: str, max_chars: int = 500) -> str:
     return cleaned
 
 
+def _drop_degenerate(result: GroundingResult) -> None:
+    """Remove boxes with a zero, non-finite or absurd size or position (from any backend or refinement),
+    recording why in result.dropped: they must not be published or answered as "0.00 m tall"."""
+    kept = []
+    for box in result.boxes:
+        reason = degenerate_box_reason(box)
+        if reason:
+            result.dropped.append(f"box {box.id} {box.label!r}: {reason}")
+        else:
+            kept.append(box)
+    result.boxes = kept
+
+
+def _dropped_summary(dropped: list, limit: int = 3) -> str:
+    shown = "; ".join(dropped[:limit]) + (f"; and {len(dropped) - limit} more" if len(dropped) > limit else "")
+    return f"{len(dropped)} box(es) from the backend were dropped as unusable: {shown}."
+
+
 def build_backend(config: PipelineConfig) -> Backend:
     """Construct the configured backend. Loading a model happens here (the node's configure step)."""
     if config.backend == "tabletop":
@@ -157,6 +177,7 @@ class Pipeline:
         Raises InputError on bad input and Cancelled once ``cancel`` is set (checked during decoding).
         """
         start = time.perf_counter()
+        self.check_frame(frame)
         with self._cancellable(cancel):
             if prompt is None or not prompt.strip():
                 result = self.backend.detect(frame)
@@ -165,6 +186,19 @@ class Pipeline:
         self._refine(frame, result)
         result.timings["total"] = time.perf_counter() - start
         return result
+
+    def check_frame(self, frame: RGBDFrame) -> None:
+        """Raise InputError if the backend cannot use this frame's size, its intrinsics are implausible, or its
+        depth has too few readings in the backend's range (core.frame_size, core.depth_check). The depth and
+        intrinsics verdict is computed once per frame object and kept on it."""
+        if not isinstance(frame, RGBDFrame):
+            raise InputError(f"frame must be an n3d_ros.core.types.RGBDFrame, got {type(frame).__name__}")
+        size_problem = getattr(self.backend, "frame_problem", None)
+        problem = size_problem(frame) if size_problem is not None else None
+        min_m, max_m = getattr(self.backend, "depth_range_m", (self.config.min_range_m, self.config.max_range_m))
+        problem = problem or frame_problem(frame, min_m, max_m)
+        if problem:
+            raise InputError(problem)
 
     @contextmanager
     def _cancellable(self, cancel: Optional[CancelFlag]) -> Iterator[None]:
@@ -196,6 +230,7 @@ class Pipeline:
         grounding: Optional[GroundingResult] = None
         try:
             query = validate_query(question, self.config.max_query_chars)
+            self.check_frame(frame)
             parsed = parse_question(query)
             with self._cancellable(cancel):
                 grounding = self.backend.ground_question(frame, query)
@@ -207,6 +242,8 @@ class Pipeline:
             with self._cancellable(cancel):
                 answer = self._reason(frame, query, parsed, grounding)
             timings["reasoning" if answer.path == "geometry" else "answer"] = time.perf_counter() - reasoning_start
+            if grounding.dropped and not answer.success:  # say why an object the model did find is missing
+                answer.message = (f"{answer.message} {_dropped_summary(grounding.dropped)}").strip()
         except (InputError, Cancelled) as exc:
             answer = Answer(success=False, text="", path="none", message=str(exc),  # Cancelled says "cancelled ..."
                             objects=list(grounding.boxes) if grounding is not None else [])
@@ -233,6 +270,8 @@ class Pipeline:
                       message="" if text else "the model returned no answer after its reasoning")
 
     def _refine(self, frame: RGBDFrame, result: GroundingResult) -> None:
+        """Drop degenerate boxes, refine the rest if configured, and drop any the refinement made degenerate."""
+        _drop_degenerate(result)
         if not self.config.refine or not result.boxes:
             return
         from .backends.refine import refine_box
@@ -244,6 +283,7 @@ class Pipeline:
             new_box.attributes = {**new_box.attributes, "refine": report.to_dict()}
             refined.append(new_box)
         result.boxes = refined
+        _drop_degenerate(result)
         result.timings["refine"] = time.perf_counter() - start
 
     def close(self) -> None:

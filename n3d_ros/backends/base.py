@@ -17,6 +17,9 @@ class Backend(Protocol):
     # and raises core.types.Cancelled. Fast backends (tabletop, ~40 ms) leave it to the pipeline's own checks.
     cancelled: Optional[Callable[[], bool]]
 
+    # Optional, used by the pipeline before any work: depth_range_m = (min, max) metres the backend uses, and
+    # frame_problem(frame) -> why the frame's size cannot be used (core.frame_size), or None.
+
     def detect(self, frame: RGBDFrame) -> GroundingResult:
         """Every object the backend can find."""
 

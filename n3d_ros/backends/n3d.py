@@ -11,8 +11,11 @@ from __future__ import annotations
 import time
 from typing import Callable, List, Optional, Tuple
 
-from ..core.pointmap import N3DInputs, build_point_map
+from ..core.boxes import degenerate_box_reason
+from ..core.frame_size import n3d_size_problem
+from ..core.pointmap import QWEN_MIN_PIXELS, N3DInputs, build_point_map
 from ..core.types import GroundingResult, InputError, RGBDFrame
+from ..engine.decoding import bins_problem
 from ..engine.model import Grounding, N3DEngine, VisionInputs
 
 MAX_NOTES = 10
@@ -27,6 +30,19 @@ class N3DBackend:
         self.max_range_m = max_range_m
         self._latest: Optional[Tuple[RGBDFrame, N3DInputs, VisionInputs]] = None
         self.last_turns: dict = {}  # raw texts of the latest call, for logs and callers that want them
+
+    @property
+    def depth_range_m(self) -> Tuple[float, float]:
+        return self.min_range_m, self.max_range_m
+
+    def frame_problem(self, frame: RGBDFrame) -> Optional[str]:
+        """Why the model's image processor cannot take this frame's size (core.frame_size), or None."""
+        processor = self.engine.image_processor
+        size = getattr(processor, "size", None) or {}
+        # transformers 5 keeps min_pixels as size["shortest_edge"], 4.x as an attribute; the stock value otherwise
+        min_pixels = getattr(processor, "min_pixels", None) or size.get("shortest_edge") or QWEN_MIN_PIXELS
+        return n3d_size_problem(frame.width, frame.height, int(processor.patch_size) * int(processor.merge_size),
+                                int(min_pixels))
 
     @property
     def cancelled(self) -> Optional[Callable[[], bool]]:
@@ -51,7 +67,7 @@ class N3DBackend:
         return inputs, vision
 
     def _result(self, groundings: List[Grounding], timings: dict, phrases: Optional[List[str]] = None) -> GroundingResult:
-        boxes, notes, skipped = [], [], 0
+        boxes, notes, skipped, dropped = [], [], 0, []
         for index, grounding in enumerate(groundings):
             prefix = f"turn1[{phrases[index]!r}]" if phrases and len(phrases) > 1 else "turn1"
             timings.update({f"{prefix}_{k}": v for k, v in grounding.turn.timings.items()})
@@ -61,6 +77,11 @@ class N3DBackend:
                              "the last box was dropped")
             notes.extend(f"{prefix}: {p}" for p in grounding.parsed.problems)
             for box in grounding.boxes:
+                # a line that parses but decodes to no real box (size bin 0, bins beyond 0-999, inf) is dropped
+                reason = bins_problem(box.attributes["bins"]) or degenerate_box_reason(box)
+                if reason:
+                    dropped.append(f"bbox_{box.id} {box.label!r}: {reason}")
+                    continue
                 box.attributes["model_id"] = box.id
                 if phrases:
                     box.attributes["phrase"] = phrases[index]
@@ -73,7 +94,7 @@ class N3DBackend:
         if len(notes) > MAX_NOTES:
             notes = notes[:MAX_NOTES] + [f"... {len(notes) - MAX_NOTES} more"]
         return GroundingResult(boxes=boxes, backend=self.name, raw_text=raw, skipped_lines=skipped,
-                               timings=timings, notes=notes)
+                               timings=timings, notes=notes, dropped=dropped)
 
     # ------------------------------------------------------------ Backend protocol
     def detect(self, frame: RGBDFrame) -> GroundingResult:

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from ..core.camera import backproject_depth, undistort_frame
+from ..core.frame_size import tabletop_size_problem
 from ..core.types import Box3D, GroundingResult, InputError, RGBDFrame
 from ..reasoning.colors import dominant_color
 from ..reasoning.matching import match_phrase, split_phrase
@@ -72,6 +73,13 @@ class TabletopBackend:
             raise InputError(f"unknown tabletop settings {unknown}; known: {sorted(known)}")
         base = config or TabletopConfig()
         self.config = TabletopConfig(**{**{k: getattr(base, k) for k in known}, **overrides}).validated()
+
+    @property
+    def depth_range_m(self) -> Tuple[float, float]:
+        return self.config.min_range_m, self.config.max_range_m
+
+    def frame_problem(self, frame: RGBDFrame) -> Optional[str]:
+        return tabletop_size_problem(frame.width, frame.height)
 
     # ----------------------------------------------------------------------------------------- detection
     def detect(self, frame: RGBDFrame) -> GroundingResult:

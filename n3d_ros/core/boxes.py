@@ -20,6 +20,10 @@ import numpy as np
 from .frames import OPTICAL_TO_BODY, n3d_yaw_to_optical
 from .types import Box3D, InputError, PinholeCamera
 
+# No RGB-D camera reads beyond ~65 m (16UC1 millimetres end at 65.535 m); a box centre or size beyond this
+# bound can only come from garbage decoding, and would overflow downstream geometry (volumes, IoU areas).
+MAX_BOX_EXTENT_M = 1000.0
+
 # corner sign pattern: every combination of -/+ half size along (x, y, z)
 _SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
 
@@ -53,6 +57,20 @@ class OrientedBox:
     def corners(self) -> np.ndarray:
         """(8, 3) corners in this box's frame."""
         return self.center + (_SIGNS * self.size / 2.0) @ self.rotation.T
+
+
+def degenerate_box_reason(box: Box3D) -> Optional[str]:
+    """Why a box cannot describe a real object (non-finite, zero or absurd size, absurd position), or None.
+    Callers drop such boxes with this reason instead of answering "0.00 m tall"."""
+    center, size = box.center, box.size
+    if not (np.all(np.isfinite(center)) and np.all(np.isfinite(size)) and np.isfinite(box.yaw)):
+        return f"non-finite centre {center.tolist()}, size {size.tolist()} or yaw {box.yaw}"
+    if np.any(size <= 0):
+        return f"zero size {size.tolist()} m (no extent along at least one axis)"
+    if np.any(np.abs(center) > MAX_BOX_EXTENT_M) or np.any(size > MAX_BOX_EXTENT_M):
+        return (f"centre {np.round(center, 1).tolist()} m or size {np.round(size, 1).tolist()} m beyond "
+                f"{MAX_BOX_EXTENT_M:g} m, which no depth camera measures")
+    return None
 
 
 def rotation_about_y(angle: float) -> np.ndarray:

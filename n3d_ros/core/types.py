@@ -56,6 +56,9 @@ class RGBDFrame:
 
     color: (H, W, 3) uint8 RGB. depth: (H, W) float32 metres along the optical axis, NaN where there is
     no reading. Both at the camera's resolution. stamp_ns: the colour image stamp in nanoseconds.
+    depth_readout: optional core.depth_check.DepthReadout of the raw payload (kept by a decoder that applies the
+    depth range, so that a refused frame can say what the sensor really sent). checks: per-frame results of the
+    pipeline's usability checks (a frame is not modified after construction, so they are computed once).
     """
 
     color: np.ndarray
@@ -63,6 +66,8 @@ class RGBDFrame:
     camera: PinholeCamera
     stamp_ns: int = 0
     frame_id: str = "camera_color_optical_frame"
+    depth_readout: Optional[object] = None
+    checks: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.color.ndim != 3 or self.color.shape[2] != 3 or self.color.dtype != np.uint8:
@@ -145,12 +150,14 @@ class GroundingResult:
     skipped_lines: int = 0
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    dropped: list = field(default_factory=list)  # "label: why" for each decoded box refused as degenerate
 
     def to_dict(self) -> dict:
         return {
             "backend": self.backend,
             "boxes": [b.to_dict() for b in self.boxes],
             "skipped_lines": self.skipped_lines,
+            "dropped": list(self.dropped),
             "raw_text": self.raw_text,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "notes": list(self.notes),

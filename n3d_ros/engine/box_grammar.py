@@ -4,8 +4,8 @@ Valid output (spec 5.1/5.2) is zero or more lines
 
     bbox_{N}=Bbox({class},{U},{V},{Z},{A},{SX},{SY},{SZ})
 
-separated by "\n", with N counting up from 0, a class of 1-64 characters without ",", "(", ")" or line
-breaks, and seven integers 0-999 written without leading zeros (training wrote them with int()). The output
+separated by "\n", with N counting up from 0, a class of 1-64 characters without "," or line breaks whose
+parentheses balance (nested at most box_parser.MAX_CLASS_PAREN_DEPTH deep: "mug (red)"), and seven integers 0-999 written without leading zeros (training wrote them with int()). The output
 may end (EOS) at the start or after any ")" (optionally followed by "\n").
 
 The grammar is defined over characters, so it accepts every tokenisation of a valid text (e.g. "(" "person"
@@ -23,12 +23,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .box_parser import MAX_CLASS_PAREN_DEPTH
+
 MAX_CLASS_CHARS = 64
 N_FIELDS = 7
-_CLASS_FORBIDDEN = set(",()\n\r")
+_CLASS_FORBIDDEN = set(",()\n\r")  # characters a class token may not hold to be allowed without a closer look
+_CLASS_STRUCTURE = set(",()")       # the ones that may still be allowed, depending on the state
 
 # States: ("lit", text, pos, n)      inside the fixed literal "bbox_{n}=Bbox(" at position pos
-#         ("cls", n_chars, n)        inside the class name
+#         ("cls", n_chars, depth, n) inside the class name, depth = open parentheses
 #         ("int", field, digits, first_is_zero, n)
 #         ("close", n)               after ")": "\n" or EOS
 #         ("nl", n)                  after ")\n": next line or EOS
@@ -52,14 +55,23 @@ def advance_char(state: State, ch: str) -> Optional[State]:
         _, text, pos, n = state
         if ch != text[pos]:
             return None
-        return ("lit", text, pos + 1, n) if pos + 1 < len(text) else ("cls", 0, n)
+        return ("lit", text, pos + 1, n) if pos + 1 < len(text) else ("cls", 0, 0, n)
     if kind == "cls":
-        _, count, n = state
-        if ch == "," and count > 0:
-            return ("int", 0, 0, False, n)
-        if ch in _CLASS_FORBIDDEN or count >= MAX_CLASS_CHARS:
+        _, count, depth, n = state
+        if ch == ",":
+            return ("int", 0, 0, False, n) if count > 0 and depth == 0 else None
+        if ch in "\n\r":
             return None
-        return ("cls", count + 1, n)
+        if ch == "(":
+            depth += 1
+            if depth > MAX_CLASS_PAREN_DEPTH:
+                return None
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        # room must remain for the ")" still open, so that no state is a dead end
+        return ("cls", count + 1, depth, n) if count + 1 + depth <= MAX_CLASS_CHARS else None
     if kind == "int":
         _, field, digits, zero, n = state
         if ch.isdigit() and ch.isascii():
@@ -97,8 +109,8 @@ def _mask_key(state: State) -> State:
         return ("lit", line_literal(state[1]), 0)
     if kind == "lit":
         return state[:3]
-    if kind in ("cls",):
-        return state[:2]
+    if kind == "cls":
+        return state[:3]
     if kind == "int":
         return state[:4]
     return (kind,)
@@ -116,12 +128,16 @@ class BoxGrammar:
         self._by_first: Dict[str, List[int]] = {}
         lengths = np.zeros(self.vocab_size, dtype=np.int64)
         pure_class = np.zeros(self.vocab_size, dtype=bool)
+        self._class_structure: List[int] = []  # tokens with "," "(" or ")": checked one by one in a class
         for tid, text in enumerate(self.token_texts):
             if not text:
                 continue
             self._by_first.setdefault(text[0], []).append(tid)
             lengths[tid] = len(text)
-            pure_class[tid] = not (_CLASS_FORBIDDEN & set(text))
+            chars = set(text)
+            pure_class[tid] = not (_CLASS_FORBIDDEN & chars)
+            if _CLASS_STRUCTURE & chars:
+                self._class_structure.append(tid)
         self._lengths = lengths
         self._pure_class = pure_class
         self._cache: Dict[State, np.ndarray] = {}
@@ -154,9 +170,11 @@ class BoxGrammar:
     def _compute(self, state: State) -> np.ndarray:
         mask = np.zeros(self.vocab_size, dtype=bool)
         if state[0] == "cls":
-            room = MAX_CLASS_CHARS - state[1]
+            room = MAX_CLASS_CHARS - state[1] - state[2]
             mask |= self._pure_class & (self._lengths <= room) & (self._lengths > 0)
-            candidates = self._by_first.get(",", []) if state[1] > 0 else []
+            # a token with ',' or parentheses is allowed wherever the characters fit the state (e.g. " (" or
+            # "red)" or "),"), so each is run through the state machine
+            candidates = self._class_structure
         else:
             probe = ("lit", line_literal(state[1]), 0, state[1]) if state[0] == "nl" else state
             first_chars = self._first_chars(probe)

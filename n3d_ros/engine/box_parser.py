@@ -12,9 +12,26 @@ from dataclasses import dataclass, field
 from typing import List, Tuple
 
 N_BINS = 7
+# Parentheses in a class must balance, nested at most this deep (box_grammar allows the same): "mug (red)".
+MAX_CLASS_PAREN_DEPTH = 2
 _NUMBER = r"\s*([-+]?\d+(?:\.\d*)?)\s*"
-# The class cannot hold ',', '(' , ')' or a line break; numbers may be floats (the demo used float()).
-_BOX = re.compile(r"bbox_(\d+)\s*=\s*Bbox\(\s*([^,()\n]*?)\s*," + ",".join([_NUMBER] * N_BINS) + r"\)")
+
+
+def _balanced_class(depth: int) -> str:
+    """Regex for text without ',' or a line break whose parentheses balance, nested up to ``depth``."""
+    plain = r"[^,()\n]"
+    if depth == 0:
+        return plain
+    return rf"(?:{plain}|\((?:{_balanced_class(depth - 1)})*\))"
+
+
+# The official regex takes any text up to the first ',' as the class ([^,]+, spec 5.2), parentheses included.
+# Ours also keeps a line break out of it (lines stand alone) and needs parentheses to balance, so that a line
+# broken inside the class ("bbox_0=Bbox(bbox_1=Bbox(cup,...") still yields the box that follows. Numbers may be
+# floats (the demo used float()).
+_BOX = re.compile(rf"bbox_(\d+)\s*=\s*Bbox\(\s*({_balanced_class(MAX_CLASS_PAREN_DEPTH)}*?)\s*,"
+                  + ",".join([_NUMBER] * N_BINS) + r"\)")
+_LOOSE_CLASS = re.compile(r"bbox_\d+\s*=\s*Bbox\(([^,\n]*),")  # what the official regex would take as the class
 
 
 @dataclass(frozen=True)
@@ -47,7 +64,12 @@ def parse_boxes(text: str) -> ParsedOutput:
             is_last = number == len(lines) - 1 or not any(rest.strip() for rest in lines[number + 1:])
             if is_last and "bbox_" in line:
                 out.truncated = True
-            out.problems.append(f"line {number + 1} is not a box: {line[:80]!r}")
+            loose = _LOOSE_CLASS.search(line)
+            if loose and set("()") & set(loose.group(1)):
+                out.problems.append(f"line {number + 1}: class {loose.group(1)[:40]!r} has unbalanced parentheses "
+                                    f"(or nests deeper than {MAX_CLASS_PAREN_DEPTH})")
+            else:
+                out.problems.append(f"line {number + 1} is not a box: {line[:80]!r}")
             continue
         for match in matches:
             box_id, label = int(match.group(1)), match.group(2)

@@ -7,7 +7,7 @@ demo's -0.5 bin bias is part of what the model learned to expect downstream, so 
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from ..core.boxes import box_from_n3d, box_to_n3d, project_box_normalized
 from ..core.camera import backproject_normalized
@@ -19,6 +19,29 @@ NUM_BINS = 1000
 WORLD_MAX = 2.0  # normalised depth spanned by Z bins
 SCALE_MAX = 0.625  # normalised size spanned by SX/SY/SZ bins
 ANGLE_SPAN = 4 * math.pi  # A bins span [-2 pi, 2 pi]
+
+
+_BIN_NAMES = ("U", "V", "Z", "A", "SX", "SY", "SZ")
+# Bins the model writes in 0-999 by construction (spec 5.1: Z clipped, A of a yaw in [-2 pi, 2 pi), sizes of
+# non-negative extents). U and V may leave 0-999 for a box centre outside the image, so they only need to be finite.
+_BOUNDED_BINS = ("Z", "A", "SX", "SY", "SZ")
+_SIZE_BINS = ("SX", "SY", "SZ")
+
+
+def bins_problem(bins: Sequence[float]) -> Optional[str]:
+    """Why a parsed line's bins cannot be decoded into a real box, or None (see decode_box's callers)."""
+    named = dict(zip(_BIN_NAMES, (float(b) for b in bins)))
+    bad = [f"{name}={value}" for name, value in named.items() if not math.isfinite(value)]
+    if bad:
+        return f"bins {', '.join(bad)} are not finite"
+    outside = [f"{name}={value:g}" for name, value in named.items()
+               if name in _BOUNDED_BINS and not 0 <= value <= NUM_BINS - 1]
+    if outside:
+        return f"bins {', '.join(outside)} lie outside the model's representable 0-{NUM_BINS - 1}"
+    zero = [name for name in _SIZE_BINS if named[name] == 0]
+    if zero:
+        return f"size bins {', '.join(zero)} are 0 (the box has no extent)"
+    return None
 
 
 def decode_box(raw: RawBox, shift0: Sequence[float], scaling: float, intrinsics_n: Tuple[float, float, float, float]) -> Box3D:
