@@ -51,6 +51,7 @@ class SyntheticScene:
     depth_exact: Optional[np.ndarray] = None
     object_mask: Optional[np.ndarray] = None
     optical_from_table: Optional[np.ndarray] = None  # 4x4: p_optical = T @ [p_table, 1]; table z up, top at z=0
+    solids: Optional[list] = None  # the layout (table frame), so core.trajectory can render it from other poses
 
 
 @dataclass
@@ -230,12 +231,16 @@ def _render(camera: PinholeCamera, R, C, solids: List[_Solid]):
     alone = []
     for k, solid in enumerate(solids):
         lo, hi = _optical_aabb(solid, R, C)
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-        u = camera.fx * corners[:, 0] / corners[:, 2] + camera.cx
-        v = camera.fy * corners[:, 1] / corners[:, 2] + camera.cy
-        # only rays inside the projected box can hit the solid: casting just those keeps a scene well under 0.1 s
-        j0, j1 = max(int(np.floor(u.min())), 0), min(int(np.ceil(u.max())), W - 1)
-        i0, i1 = max(int(np.floor(v.min())), 0), min(int(np.ceil(v.max())), H - 1)
+        if lo[2] <= 1e-6:
+            # part of the solid is beside or behind the camera (a moving camera): its projection is unbounded
+            j0, j1, i0, i1 = 0, W - 1, 0, H - 1
+        else:
+            corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+            u = camera.fx * corners[:, 0] / corners[:, 2] + camera.cx
+            v = camera.fy * corners[:, 1] / corners[:, 2] + camera.cy
+            # only rays inside the projected box can hit the solid: casting just those keeps a scene under 0.1 s
+            j0, j1 = max(int(np.floor(u.min())), 0), min(int(np.ceil(u.max())), W - 1)
+            i0, i1 = max(int(np.floor(v.min())), 0), min(int(np.ceil(v.max())), H - 1)
         index = (np.arange(i0, i1 + 1)[:, None] * W + np.arange(j0, j1 + 1)[None, :]).reshape(-1)
         t, normal = _intersect(solid, C, dirs[index])
         alone.append(int(np.isfinite(t).sum()))
@@ -296,16 +301,26 @@ def make_scene(seed: int, width: int = 640, height: int = 480, n_objects: Option
             break
     else:
         raise InputError(f"seed {seed}: no layout with every object visible; ask for fewer objects")
+    return render_view(solids, camera, R, C, rng, noise=noise, seed=seed, rendered=(depth, rgb, mask, alone))
+
+
+def render_view(solids: list, camera: PinholeCamera, R: np.ndarray, C: np.ndarray, rng: np.random.Generator,
+                noise: bool = True, seed: Optional[int] = None, stamp_ns: int = 0, rendered=None) -> SyntheticScene:
+    """The scene's solids (table frame) seen by a camera with rotation R (rows: optical axes in the table
+    frame) centred at C, with ground truth for this view. Solids out of view keep a ground-truth box with
+    visible_px 0. rendered: _render's output when the caller already has it (make_scene's layout check)."""
+    depth, rgb, mask, _ = rendered if rendered is not None else _render(camera, R, C, solids)
+    visible = np.bincount(mask[mask >= 0].ravel(), minlength=len(solids))
     if noise:
         measured = _sensor_effects(rng, depth)
         depth_mm = encode_depth_16uc1(measured)
-        frame_depth = decode_depth(depth_mm, "16UC1", width, height)
+        frame_depth = decode_depth(depth_mm, "16UC1", camera.width, camera.height)
         rgb = rgb + rng.normal(0.0, 2.0, rgb.shape)
     else:
         frame_depth = depth.astype(np.float32)
         depth_mm = encode_depth_16uc1(frame_depth)
     color = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    frame = RGBDFrame(color=color, depth=frame_depth, camera=camera, stamp_ns=0, frame_id=camera.frame_id)
+    frame = RGBDFrame(color=color, depth=frame_depth, camera=camera, stamp_ns=stamp_ns, frame_id=camera.frame_id)
 
     centres_u = []
     boxes = []
@@ -333,7 +348,7 @@ def make_scene(seed: int, width: int = 640, height: int = 480, n_objects: Option
     transform[:3, :3], transform[:3, 3] = R, -R @ C
     return SyntheticScene(frame=frame, depth_mm=depth_mm, objects=objects, table_normal=normal, table_offset=offset,
                           seed=seed, depth_exact=depth.astype(np.float32), object_mask=object_mask,
-                          optical_from_table=transform)
+                          optical_from_table=transform, solids=list(solids))
 
 
 def _box_to_json(box: Box3D) -> dict:
