@@ -2,7 +2,7 @@
 in the memory frame, one-to-one per frame.
 
 Assignment is greedy, cheapest pair first, rather than Hungarian: scipy (linear_sum_assignment) is not a
-dependency of this package, a frame holds tens of boxes at most, and the gates are tight (10 cm), so two
+dependency of this package, a frame holds tens of boxes at most, and the gates are tight (15 cm), so two
 detections competing for one object - the only case where greedy and optimal differ - needs two same-label
 objects within a gate of each other; the price of a wrong pick there is one swapped id for one frame.
 """

@@ -20,7 +20,7 @@ class MemoryConfig:
 
     # Association (memory frame): a detection may continue an object only if their labels are compatible and
     # their centres are within max_center_distance_m, or their upright boxes overlap by min_iou (large objects)
-    max_center_distance_m: float = 0.10
+    max_center_distance_m: float = 0.15
     min_iou: float = 0.25
 
     # Measurement model: standard deviation of one observation along each axis = base + per_m * range (metres,
