@@ -9,6 +9,7 @@ it, so a plain PaliGemma or an N3D checkpoint is refused instead of running with
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -129,6 +130,13 @@ def load_hispatial(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str 
         raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     device = resolve_device(device)
     directory = resolve_checkpoint(model, allow_download)
+    try:
+        model_type = json.loads((directory / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{directory}/config.json cannot be read: {exc}") from exc
+    if model_type != "paligemma":  # before parsing: another model's config does not parse as PaliGemma's
+        raise InputError(f"{directory} holds a {model_type!r} model; HiSpatial needs a paligemma config.json "
+                         f"(is this the {DEFAULT_MODEL} checkpoint?)")
     try:
         config = PaliGemmaConfig.from_pretrained(str(directory))
     except (OSError, ValueError) as exc:
