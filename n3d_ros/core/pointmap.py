@@ -17,18 +17,16 @@ every consumer free of inf arithmetic).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Tuple
 
 import numpy as np
 
+from .resize import PATCH_FACTOR, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, resize_horizontal_first, smart_resize_size
 from .types import InputError, RGBDFrame
 
 LONG_SIDE = 640                 # hard-coded in the model's reshape (spec 1.5 step 3)
 MAX_LANDSCAPE_SHORT_SIDE = 630  # 631-639 rows would round to a square 46x46 patch grid
-PATCH_FACTOR = 28               # patch_size 14 * merge_size 2
-QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 3136, 12845056
 
 
 @dataclass
@@ -76,16 +74,7 @@ def target_size(width: int, height: int) -> Tuple[int, int]:
 def processor_grid(width: int, height: int, min_pixels: int = QWEN_MIN_PIXELS,
                    max_pixels: int = QWEN_MAX_PIXELS) -> Tuple[int, int]:
     """(gh, gw) patch grid that Qwen2-VL's smart_resize gives an image of width x height (spec 1.1 step 4)."""
-    h_bar = round(height / PATCH_FACTOR) * PATCH_FACTOR  # Python round: half to even, as the processor
-    w_bar = round(width / PATCH_FACTOR) * PATCH_FACTOR
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h_bar = max(PATCH_FACTOR, math.floor(height / beta / PATCH_FACTOR) * PATCH_FACTOR)
-        w_bar = max(PATCH_FACTOR, math.floor(width / beta / PATCH_FACTOR) * PATCH_FACTOR)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / PATCH_FACTOR) * PATCH_FACTOR
-        w_bar = math.ceil(width * beta / PATCH_FACTOR) * PATCH_FACTOR
+    w_bar, h_bar = smart_resize_size(width, height, PATCH_FACTOR, min_pixels, max_pixels)
     return h_bar // 14, w_bar // 14
 
 
@@ -165,7 +154,8 @@ def build_point_map(frame: RGBDFrame, min_range_m: float = 0.1, max_range_m: flo
 
     image = Image.fromarray(frame.color)
     if (W, H_full) != (W0, H0):
-        image = image.resize((W, H_full), Image.LANCZOS)
+        # horizontal pass first whatever the Pillow version, as the model's Pillow 11 did (core.resize)
+        image = resize_horizontal_first(image, (W, H_full), Image.LANCZOS)
     if H != H_full:
         image = image.crop((0, top, W, top + H))
     rows = _resize_indices(H0, H_full)[top:top + H]

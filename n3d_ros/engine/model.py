@@ -20,6 +20,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..core.resize import resize_horizontal_first, smart_resize_size
 from ..core.types import Box3D, Cancelled, InputError
 from .box_parser import ParsedOutput, parse_boxes
 from .prompts import (Prompt, auto_split_selection, build_prompt, detection_text, grounding_text,
@@ -171,11 +172,28 @@ class N3DEngine:
             raise InputError(f"inputs.image must be a PIL RGB image, got {type(image).__name__} {getattr(image, 'mode', '')}")
         if max(image.size) != IMAGE_LONG_SIDE:
             raise InputError(f"inputs.image must have a long side of {IMAGE_LONG_SIDE} px (spec 1.1), got {image.size}")
-        out = self.image_processor(images=[image], return_tensors="pt")
+        # The processor's BICUBIC step to multiples of 28, done here with the horizontal pass first as on the
+        # model's Pillow 11 (Pillow 13 may run it vertical first: core.resize); the processor then only
+        # rescales, normalises and patchifies.
+        resized = resize_horizontal_first(image, self.processor_size(*image.size), self.image_processor.resample)
+        out = self.image_processor(images=[resized], do_resize=False, return_tensors="pt")
         t, gh, gw = (int(v) for v in out["image_grid_thw"][0])
         if t != 1:
             raise InputError(f"expected one temporal patch for an image, got grid {t}x{gh}x{gw}")
         return VisionInputs(out["pixel_values"], out["image_grid_thw"], (gh, gw), gh * gw // self.merge_size ** 2)
+
+    def processor_size(self, width: int, height: int) -> Tuple[int, int]:
+        """(width, height) the image processor's smart_resize picks, from its own patch and pixel settings."""
+        processor = self.image_processor
+        size = getattr(processor, "size", None) or {}
+        # transformers 5 keeps the pixel limits in size; 4.x also as min_pixels/max_pixels attributes
+        min_pixels = getattr(processor, "min_pixels", None) or size.get("shortest_edge")
+        max_pixels = getattr(processor, "max_pixels", None) or size.get("longest_edge")
+        if not (min_pixels and max_pixels):
+            raise InputError(f"the image processor ({type(processor).__name__}) has no min/max pixel limits "
+                             f"(size={size!r}); its preprocessor_config.json needs min_pixels and max_pixels")
+        factor = int(processor.patch_size) * int(processor.merge_size)
+        return smart_resize_size(width, height, factor, int(min_pixels), int(max_pixels))
 
     def build_inputs(self, inputs, user_text: str, vision: Optional[VisionInputs] = None) -> TurnInputs:
         import torch
