@@ -34,13 +34,17 @@ MIN_FOV_DEG, MAX_FOV_DEG = 3.0, 170.0
 # written as 100 .. 65535. A real metric reading is never that far for an RGB-D camera.
 _MILLIMETRE_MEDIANS = (100.0, 65535.0)
 _UINT16_MAX = 65535
+# Byte-order test (_roughness): the flipped image must be this many times smoother, over at least this many pairs.
+_SMOOTHER_FACTOR = 10.0
+_MIN_ROUGHNESS_PAIRS = 100
 
 
 @dataclass(frozen=True)
 class DepthReadout:
     """What a depth payload held before decoding dropped anything. Values are in the encoding's own unit
     (millimetres for 16UC1, metres for 32FC1). median: over the finite positive values (NaN if none);
-    swapped_median: the same with the byte order flipped, to recognise a wrong is_bigendian flag."""
+    swapped_median: the same with the byte order flipped. swapped_is_smoother: the flipped image is far smoother
+    than the image as flagged, which only happens when is_bigendian is wrong (see _roughness)."""
 
     encoding: str
     pixels: int
@@ -52,6 +56,7 @@ class DepthReadout:
     saturated: int  # 16UC1 pixels at 65535 (the type's maximum: an unset or saturated sensor)
     median: float
     swapped_median: float
+    swapped_is_smoother: bool = False
 
     @property
     def scale_to_m(self) -> float:
@@ -65,17 +70,46 @@ def read_depth_payload(buffer: Buffer, encoding: str, width: int, height: int, s
         raise InputError(f"depth encoding {encoding!r} is not supported; use one of {SUPPORTED_DEPTH_ENCODINGS}")
     raw = _unpack(buffer, encoding, width, height, step, is_bigendian)
     swapped = raw.byteswap()
+    smoother = _roughness(swapped) * _SMOOTHER_FACTOR < _roughness(raw)  # NaN (too few pairs) compares False
     if encoding == "16UC1":
         return DepthReadout(encoding, raw.size, nan=0, inf=0, zero=int(np.count_nonzero(raw == 0)), negative=0,
                             positive=int(np.count_nonzero(raw)), saturated=int(np.count_nonzero(raw == _UINT16_MAX)),
-                            median=_positive_median(raw), swapped_median=_positive_median(swapped))
+                            median=_positive_median(raw), swapped_median=_positive_median(swapped),
+                            swapped_is_smoother=smoother)
     finite = np.isfinite(raw)
     with np.errstate(invalid="ignore"):
         return DepthReadout(encoding, raw.size, nan=int(np.count_nonzero(np.isnan(raw))),
                             inf=int(np.count_nonzero(np.isinf(raw))), zero=int(np.count_nonzero(raw == 0)),
                             negative=int(np.count_nonzero(finite & (raw < 0))),
                             positive=int(np.count_nonzero(finite & (raw > 0))), saturated=0,
-                            median=_positive_median(raw), swapped_median=_positive_median(swapped))
+                            median=_positive_median(raw), swapped_median=_positive_median(swapped),
+                            swapped_is_smoother=smoother)
+
+
+def _roughness(values: np.ndarray) -> float:
+    """Typical step between horizontal neighbours that both hold a reading, on every 4th row (cheap).
+
+    Real depth is piecewise smooth. Read with the wrong byte order, the low byte of each reading lands in the
+    high byte: a 1 mm step in 16UC1 becomes a step of 256, and a float32's exponent becomes noise. So a flipped
+    image that is much smoother than the image as flagged means is_bigendian is wrong. 16UC1: median non-zero
+    step in mm (real: 1-5; swapped: >= 255); 32FC1: median step relative to the readings (real: ~0.003).
+    """
+    rows = values[::4]
+    if rows.dtype.kind == "u":
+        rows = rows.astype(np.int64)
+        ok = rows > 0
+        pairs = ok[:, 1:] & ok[:, :-1]
+        steps = np.abs(rows[:, 1:] - rows[:, :-1])[pairs]
+        steps = steps[steps > 0]  # a flat run is 0 steps under either byte order: it tells nothing
+        return float(np.median(steps)) if steps.size >= _MIN_ROUGHNESS_PAIRS else float("nan")
+    rows = rows.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = np.isfinite(rows) & (rows > 0)
+        pairs = ok[:, 1:] & ok[:, :-1]
+        if np.count_nonzero(pairs) < _MIN_ROUGHNESS_PAIRS:
+            return float("nan")
+        left, right = rows[:, :-1][pairs], rows[:, 1:][pairs]
+        return float(np.median(np.abs(right - left) / np.maximum(left, right)))
 
 
 def _positive_median(values: np.ndarray) -> float:
@@ -107,6 +141,11 @@ def depth_problem(depth: np.ndarray, min_range_m: float, max_range_m: float,
     with np.errstate(invalid="ignore"):
         in_range = (depth >= min_range_m) & (depth <= max_range_m) & (depth > 0)  # NaN compares False
     valid = int(np.count_nonzero(in_range))
+    if readout is not None and readout.swapped_is_smoother:
+        # swapped bytes can still land in range for a few % of the pixels: refuse whatever the count
+        return (f"depth byte order is wrong: the {readout.encoding} image is noise as flagged but smooth with its "
+                f"bytes swapped (median {readout.swapped_median * readout.scale_to_m:.3g} m then); fix the "
+                "publisher's is_bigendian flag")
     if valid >= MIN_VALID_FRACTION * depth.size:
         return None
     how_many = "no" if valid == 0 else f"only {valid} ({valid / depth.size:.2%} of the pixels)"
@@ -179,19 +218,13 @@ def _describe_readout(readout: DepthReadout, lo: float, hi: float) -> str:
         if lo <= median_m <= hi:
             text += " (in range, but too few readings: is the camera covered or too close to a surface?)"
         else:
-            text += _unit_hint(readout.median, readout.scale_to_m, enc, lo, hi, readout.swapped_median)
+            text += _unit_hint(readout.median, readout.scale_to_m, enc, lo, hi)
     return text
 
 
-def _unit_hint(median: float, scale_to_m: float, encoding: str, lo: float, hi: float,
-               swapped_median: float = float("nan")) -> str:
+def _unit_hint(median: float, scale_to_m: float, encoding: str, lo: float, hi: float) -> str:
     """A likely cause for readings whose median (in the encoding's unit) lies out of range."""
     median_m = median * scale_to_m
-    if math.isfinite(swapped_median) and lo <= swapped_median * scale_to_m <= hi:
-        flipped = f"with the byte order flipped the median would be {swapped_median * scale_to_m:.3g} m"
-        if encoding == "32FC1" or median_m < lo:  # a float's swapped bytes are never a plausible distance
-            return f" ({flipped}: is_bigendian is wrong for this data)"
-        return f" ({flipped}: check is_bigendian; if it is right, the scene is beyond max_range_m)"
     if encoding == "32FC1" and _MILLIMETRE_MEDIANS[0] <= median <= _MILLIMETRE_MEDIANS[1]:
         return (" (looks like millimetres in a 32FC1 image, which must be metres: publish 16UC1 for millimetres "
                 "or divide by 1000)")
