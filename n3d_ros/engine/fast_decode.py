@@ -9,53 +9,24 @@ Two facts drive this module (see the README's speed section):
   the only allowed token, so it is appended without asking the model, and one forward pass feeds the
   model's own token together with the scaffold after it (jump-forward).
 
-The loop here is a plain greedy/sampling loop over ``model(...)`` with the same logits processors HF
-``generate`` uses, so greedy outputs match ``generate`` token for token (tested).
+The loop here is a plain greedy/sampling loop over a language-model runtime (runtimes.base: transformers or
+llama.cpp) with the same logits processors HF ``generate`` uses, so greedy outputs match ``generate`` token
+for token (tested), and the cache and drafting work the same on every runtime.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Callable, Hashable, List, Optional, Sequence
 
 import numpy as np
 import torch
-from transformers import DynamicCache, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 from ..core.types import Cancelled
 from .box_grammar import BoxGrammar, initial_state
-
-
-@dataclass
-class DecodeStats:
-    """What the model was asked to do: forward passes and tokens fed, tokens produced and how."""
-
-    prefill_tokens: int = 0
-    cached_prefix_tokens: int = 0
-    forward_passes: int = 0
-    forward_tokens: int = 0
-    generated_tokens: int = 0
-    drafted_tokens: int = 0
-    accepted_draft_tokens: int = 0
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class ImagePrefix:
-    """The KV cache of the shared prompt prefix of one frame (system + user header + image tokens)."""
-
-    key: Hashable
-    ids: torch.Tensor  # (1, P)
-    cache: DynamicCache
-    rope_deltas: torch.Tensor
-    first_logits: torch.Tensor = field(repr=False, default=None)
-
-    @property
-    def length(self) -> int:
-        return int(self.ids.shape[1])
+from .runtimes.base import DecodeStats, ImagePrefix, LanguageRuntime  # noqa: F401 (re-exported)
+from .runtimes.transformers_rt import TransformersRuntime
 
 
 class PrefixCache:
@@ -87,31 +58,24 @@ class PrefixCache:
 
 
 class Stepper:
-    """Feeds tokens to the model against one KV cache and counts the work."""
+    """Feeds tokens to a runtime's working sequence and counts the work."""
 
-    def __init__(self, model, cache: DynamicCache, stats: DecodeStats):
-        self.model = model
-        self.cache = cache
+    def __init__(self, runtime: LanguageRuntime, stats: DecodeStats):
+        self.runtime = runtime
         self.stats = stats
 
-    @torch.inference_mode()
-    def forward(self, ids: Sequence[int] | torch.Tensor, **vision) -> torch.Tensor:
-        """Logits (len(ids), V) for the positions of ``ids`` appended after the cache."""
-        ids = torch.as_tensor(ids, dtype=torch.long, device=self.model.device).reshape(1, -1)
-        out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True, **vision)
+    def forward(self, ids) -> torch.Tensor:
+        """Logits (len(ids), V) for the positions of ``ids`` appended after the working sequence."""
+        ids = [int(i) for i in torch.as_tensor(ids).reshape(-1).tolist()]
+        logits = self.runtime.forward(ids)
         self.stats.forward_passes += 1
-        self.stats.forward_tokens += int(ids.shape[1])
-        return out.logits[0].float()
+        self.stats.forward_tokens += len(ids)
+        return logits
 
 
-@torch.inference_mode()
-def build_prefix(model, key: Hashable, prefix_ids: torch.Tensor, stats: DecodeStats, **vision) -> ImagePrefix:
-    """Prefill the image prefix (vision tower + 3D encoding run here) and keep its cache."""
-    cache = DynamicCache(config=model.config.get_text_config())
-    logits = Stepper(model, cache, stats).forward(prefix_ids, **vision)
-    stats.prefill_tokens += int(prefix_ids.shape[1])
-    return ImagePrefix(key=key, ids=prefix_ids.clone(), cache=cache,
-                       rope_deltas=model.model.rope_deltas.clone(), first_logits=logits[-1])
+def as_runtime(model) -> LanguageRuntime:
+    """A runtime as is; anything else is a transformers-style model (model(input_ids, past_key_values))."""
+    return model if isinstance(model, LanguageRuntime) else TransformersRuntime(model)
 
 
 def pick_token(scores: torch.Tensor, sample: bool, generator: Optional[torch.Generator]) -> int:
@@ -123,7 +87,7 @@ def pick_token(scores: torch.Tensor, sample: bool, generator: Optional[torch.Gen
 
 @torch.inference_mode()
 def decode(
-    model,
+    model,  # a LanguageRuntime, or a transformers model (run by the transformers runtime)
     prefix: ImagePrefix,
     suffix_ids: torch.Tensor,
     processors: LogitsProcessorList,
@@ -150,8 +114,9 @@ def decode(
     processors run before the grammar mask and warpers (temperature, top-k, top-p) after it, as in HF generate.
     cancelled() -> True raises Cancelled before the next forward pass (the caller gave up on this answer).
     """
-    model.model.rope_deltas = prefix.rope_deltas  # text positions after the image = 1D position + rope_deltas
-    stepper = Stepper(model, prefix.cache, stats)
+    runtime = as_runtime(model)
+    runtime.restore(prefix)
+    stepper = Stepper(runtime, stats)
     stats.cached_prefix_tokens += prefix.length
     sequence = torch.cat([prefix.ids, suffix_ids.to(prefix.ids.device)], dim=1)
     eos = set(int(e) for e in eos_ids)
@@ -200,7 +165,7 @@ def decode(
                 choice = choose(logits_all[j], seq, state, proposal)
                 if choice != proposal:
                     next_token = choice
-                    restore_length(prefix.cache, prefix.cache.get_seq_length() - (len(draft) - j))
+                    runtime.truncate(runtime.length() - (len(draft) - j))  # drop the rejected drafts
                     break
                 accepted.append(choice)
                 if grammar is not None:
@@ -218,18 +183,7 @@ def decode(
         stats.generated_tokens += len(generated)
         return generated
     finally:
-        restore_prefix(prefix)
-
-
-def restore_length(cache: DynamicCache, length: int) -> None:
-    extra = cache.get_seq_length() - length
-    if extra > 0:
-        cache.crop(-extra)
-
-
-def restore_prefix(prefix: ImagePrefix) -> None:
-    """Drop everything a question appended to the shared prefix cache (crop takes a negative count)."""
-    restore_length(prefix.cache, prefix.length)
+        runtime.restore(prefix)  # drop everything this question appended to the shared prefix
 
 
 def count_box_lines(text: str) -> int:

@@ -18,8 +18,11 @@ from transformers.generation.logits_process import (TemperatureLogitsWarper, Top
                                                     TopPLogitsWarper)
 
 from .box_grammar import BoxDrafter, BoxGrammar
-from .fast_decode import DecodeStats, PrefixCache, build_prefix, count_box_lines, decode
+from .fast_decode import DecodeStats, PrefixCache, count_box_lines, decode
 from .model import N3DEngine, TurnInputs
+from .runtimes.base import LanguageRuntime
+from .runtimes.transformers_rt import TransformersRuntime
+from .vision_stage import image_embeddings, mrope_positions
 
 
 def logits_processors(config) -> Tuple[LogitsProcessorList, LogitsProcessorList]:
@@ -47,12 +50,15 @@ class FastN3DEngine(N3DEngine):
 
     single_object_stop: end turn 1 after the first complete box when one object is asked for (grounding
     prompts only; off by default because a phrase like "the mugs" can mean several).
+    runtime: what runs the language model (runtimes.base); default: this model in transformers. The vision
+    stage (vision tower + 3D encoding + merger) always runs on ``model`` in torch.
     """
 
     def __init__(self, *args, prefix_cache_size: int = 1, constrain_boxes: bool = True, draft: bool = True,
                  single_object_stop: bool = False, use_prefix_cache: bool = True, seed: Optional[int] = None,
-                 **kwargs):
+                 runtime: Optional[LanguageRuntime] = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.runtime = runtime if runtime is not None else TransformersRuntime(self.model)
         self.prefix_cache = PrefixCache(prefix_cache_size)
         self.constrain_boxes = constrain_boxes
         self.draft = draft
@@ -102,19 +108,10 @@ class FastN3DEngine(N3DEngine):
         if prefix is not None and prefix.ids[0].tolist() == prompt.ids[:end]:
             return prefix, end
         ids = turn.model_kwargs["input_ids"][:, :end]
-        self.hook.arm(turn.points, turn.map_hw, turn.grid_hw)
-        applied = self.hook.applied
-        try:
-            prefix = build_prefix(
-                self.model, key, ids, self.stats,
-                pixel_values=turn.model_kwargs["pixel_values"],
-                image_grid_thw=turn.model_kwargs["image_grid_thw"],
-                mm_token_type_ids=turn.model_kwargs["mm_token_type_ids"][:, :end],
-            )
-        finally:
-            self.hook.disarm()
-        if self.hook.applied != applied + 1:
-            raise RuntimeError("the 3D encoding did not run exactly once during the image prefill")
+        embeds = image_embeddings(self.model, self.hook, turn.model_kwargs["pixel_values"],
+                                  turn.model_kwargs["image_grid_thw"], turn.points, turn.map_hw, turn.grid_hw)
+        positions, _ = mrope_positions(prompt.ids[:end], self.image_token_id, turn.grid_hw, self.merge_size)
+        prefix = self.runtime.prefill(key, ids, embeds, positions, self.stats)
         prefix.frame_ref = turn.frame_ref  # keeps the frame alive so its id() cannot be reused while cached
         if self.use_prefix_cache:
             self.prefix_cache.put(prefix)
@@ -131,7 +128,7 @@ class FastN3DEngine(N3DEngine):
         grammar = self.grammar if (self._turn_mode and self.constrain_boxes) else None
         drafter = BoxDrafter(grammar, self.tokenizer, self._hint) if (grammar is not None and self.draft) else None
         stop = self._stop_after_one_box if (self.single_object_stop and self._turn_mode == "ground") else None
-        tokens = decode(self.model, prefix, suffix, self.processors, self.eos_ids,
+        tokens = decode(self.runtime, prefix, suffix, self.processors, self.eos_ids,
                         self.generation_config.max_new_tokens, self.stats, grammar=grammar, drafter=drafter,
                         sample=bool(self.generation_config.do_sample), generator=self._generator, stop=stop,
                         warpers=self.warpers, cancelled=self.cancelled)
@@ -149,4 +146,5 @@ class FastN3DEngine(N3DEngine):
 
     def close(self) -> None:
         self.prefix_cache.clear()
+        self.runtime.close()
         super().close()
