@@ -184,6 +184,10 @@ class InputStreams:
         return "; ".join(parts) or "only colour stamps are waiting"
 
     # ------------------------------------------------------------------ frames for queries and detection
+    @property
+    def frame_cache(self):
+        return self._frame_cache
+
     def ahead_s(self, match) -> float:
         """How far the set's stamp is ahead of the node clock (negative: its age)."""
         return (match.stamp_ns - self._node.get_clock().now().nanoseconds) / 1e9

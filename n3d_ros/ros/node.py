@@ -104,6 +104,11 @@ class N3DNode(LifecycleNode):
     def _input_subscriptions(self):
         return self.inputs.subscriptions
 
+    @property
+    def _frame_cache(self):
+        """(matched set, RGBDFrame) the latest query or detection used (tests read the decoded frame here)."""
+        return self.inputs.frame_cache
+
     def _initial_diagnostics_period(self) -> float:
         period = self.get_parameter("diagnostics_period_s").value
         try:
