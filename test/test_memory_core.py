@@ -140,12 +140,14 @@ def test_moved_object_keeps_its_id_and_restarts_its_estimate():
 
 def test_bounded_memory_evicts_the_least_recently_seen():
     memory = ObjectMemory(MemoryConfig(max_objects=3))
-    places = [MUG + [0, 0.2 * k, 0] for k in range(4)]
+    places = [MUG + [0, 0.18 * k - 0.27, 0] for k in range(4)]  # 18 cm apart: beyond the gate, all in view
     pose = camera_pose(0, S)
     ingest(memory, pose, *(seen(pose, "red mug", place) for place in places[:3]))
-    pose = camera_pose(90, 10 * S)  # looking away: nothing loses confidence; the first one is re-seen
-    ingest(memory, pose, seen(pose, "red mug", places[0]))
-    update = ingest(memory, camera_pose(90, 11 * S), seen(camera_pose(90, 11 * S), "red mug", places[3]))
+    # the first one is re-seen later; scope [] (a query about nothing in particular): nothing loses confidence
+    pose = camera_pose(0, 10 * S)
+    ingest(memory, pose, seen(pose, "red mug", places[0]), scope=[])
+    pose = camera_pose(0, 11 * S)
+    update = ingest(memory, pose, seen(pose, "red mug", places[3]), scope=[])
     assert update.evicted == [2] and sorted(o.id for o in memory.objects(include_tentative=True)) == [1, 3, 4]
 
 
@@ -232,3 +234,27 @@ def test_upright_box_from_a_pitched_camera_uses_the_measured_dimensions():
     assert upright_iou(measured, shifted, basis) == pytest.approx(0.5 / 1.5)
     turned = UprightBox(world.center, np.array([0.1, 0.2, 0.2]), np.pi / 2).canonical()
     assert turned.yaw == pytest.approx(0.0) and np.allclose(turned.size, [0.2, 0.1, 0.2])
+
+
+def test_boxes_cut_by_the_image_border_only_update_known_objects():
+    """A box reaching the image border shows part of an object: it cannot start one, and it moves a remembered
+    one partial_variance_scale times less than a whole view would. (Optical (x, y, z) is world (z, -x, 1 - y)
+    for this camera; the right image border is at optical x = 0.77 m at 1.5 m.)"""
+    memory = ObjectMemory()
+
+    def optical(k, x, width):
+        pose = camera_pose(0, k * S)
+        box = Box3D(label="red mug", center=[x, 0.2, 1.5], size=[width, 0.12, 0.08], attributes={"color": "red"})
+        return memory.ingest(GroundingResult([box], "test"), frame_at(k * S), pose, scope=[])
+
+    update = optical(1, 0.75, 0.08)
+    assert update.created == [] and update.matched == {} and "cut by the image border" in update.skipped[0]
+    optical(2, 0.60, 0.08)
+    optical(3, 0.60, 0.08)
+    before = memory.get(1)
+    update = optical(4, 0.70, 0.20)  # the same object, its box stretched over the border: partial
+    after = memory.get(1)
+    assert update.matched == {0: 1} and update.skipped == [] and update.moved == []
+    r = (memory.config.center_sigma_m + memory.config.center_sigma_per_m * np.linalg.norm([0.7, 0.2, 1.5])) ** 2
+    p = before.center_var[1] + memory.config.process_sigma_m_per_sqrt_s ** 2
+    assert before.center[1] - after.center[1] == pytest.approx(0.10 * p / (p + 25 * r), rel=1e-3)

@@ -44,17 +44,34 @@ def associate(objects: Sequence[MemoryObject], observations: Sequence[Observatio
               config: MemoryConfig) -> Dict[int, int]:
     """{observation index: object index}, one-to-one."""
     pairs: List[tuple] = []
-    for i, obs in enumerate(observations):
-        for j, obj in enumerate(objects):
-            distance = float(np.linalg.norm(obs.upright.center - obj.center))
-            near = distance <= config.max_center_distance_m
-            if not near and distance > 0.5 * (np.linalg.norm(obs.upright.size) + np.linalg.norm(obj.size)):
-                continue  # cannot overlap: skip the IoU
-            if not labels_compatible(obj, obs.box):
-                continue
+    if not objects or not observations:
+        return {}
+    obs_centers = np.array([o.upright.center for o in observations])
+    obj_centers = np.array([o.center for o in objects])
+    distances = np.linalg.norm(obs_centers[:, None, :] - obj_centers[None, :, :], axis=2)
+    # boxes farther apart than half their diagonals cannot overlap: only nearer pairs are looked at in Python
+    reach = 0.5 * (np.linalg.norm([o.upright.size for o in observations], axis=1)[:, None]
+                   + np.linalg.norm([o.size for o in objects], axis=1)[None, :])
+    gate = config.max_center_distance_m
+    admitted = []
+    for i, j in zip(*np.nonzero((distances <= gate) | (distances <= reach))):
+        obs, obj, distance = observations[i], objects[j], float(distances[i, j])
+        if not labels_compatible(obj, obs.box):
+            continue
+        iou = None
+        if distance > gate:  # only the overlap can admit it
             iou = upright_iou(obs.upright, obj.upright, basis)
-            if near or iou >= config.min_iou:
-                pairs.append(((1.0 - iou) + distance / config.max_center_distance_m, i, j))
+            if iou < config.min_iou:
+                continue
+        admitted.append((int(i), int(j), distance, iou))
+    rows = np.bincount([a[0] for a in admitted], minlength=len(observations))
+    cols = np.bincount([a[1] for a in admitted], minlength=len(objects))
+    for i, j, distance, iou in admitted:
+        if iou is None and rows[i] == 1 and cols[j] == 1:
+            iou = 0.0  # no competitor on either side: its cost cannot change the assignment, skip the IoU
+        elif iou is None:
+            iou = upright_iou(observations[i].upright, objects[j].upright, basis)
+        pairs.append(((1.0 - iou) + distance / gate, i, j))
     pairs.sort()
     taken_obs, taken_obj, result = set(), set(), {}
     for _, i, j in pairs:

@@ -30,6 +30,12 @@ class MemoryConfig:
     size_sigma_m: float = 0.015
     size_sigma_per_m: float = 0.01
     yaw_sigma_rad: float = 0.25
+    # A box whose projection reaches within edge_margin_px of the image border is cut off: its centre and size
+    # are biased towards the visible part. Its variances are scaled by partial_variance_scale (25: sigma x 5),
+    # and it only continues a remembered object unless create_from_partial.
+    edge_margin_px: float = 2.0
+    partial_variance_scale: float = 25.0
+    create_from_partial: bool = False
     # random walk an object may make between observations (m per sqrt(s)): keeps the filter from locking
     process_sigma_m_per_sqrt_s: float = 0.002
     # an associated observation this many innovation sigmas away on some axis means the object was moved:
@@ -76,8 +82,10 @@ class MemoryConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.partial_variance_scale < 1.0:
+            raise InputError(f"partial_variance_scale must be >= 1, got {self.partial_variance_scale}")
         for name in ("center_sigma_per_m", "size_sigma_per_m", "process_sigma_m_per_sqrt_s", "min_range_m",
-                     "image_margin_px"):
+                     "image_margin_px", "edge_margin_px"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must not be negative, got {getattr(self, name)}")
         for name in ("min_iou", "min_in_view_fraction", "min_unoccluded_fraction", "sample_fraction"):

@@ -9,7 +9,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..core.types import Box3D, GroundingResult, InputError, RGBDFrame
+from ..core.boxes import project_box_pixels
+from ..core.types import Box3D, GroundingResult, InputError, PinholeCamera, RGBDFrame
 from ..reasoning.matching import match_phrase, split_phrase
 from .association import associate
 from .config import MemoryConfig
@@ -43,6 +44,16 @@ def _constraining(phrase: str) -> bool:
     which backend id it had in that frame (not a memory id)."""
     parts = split_phrase(phrase)
     return bool(parts.colors or parts.shapes or parts.nouns)
+
+
+def _cut_by_border(box: Box3D, camera: PinholeCamera, margin_px: float) -> bool:
+    """True when the box's projection reaches the image border (or behind the camera): only part was seen."""
+    try:
+        x0, y0, x1, y1 = project_box_pixels(box, camera, clip=False)
+    except InputError:
+        return True
+    return x0 < margin_px or y0 < margin_px or x1 > camera.width - 1 - margin_px or \
+        y1 > camera.height - 1 - margin_px
 
 
 class ObjectMemory:
@@ -85,6 +96,10 @@ class ObjectMemory:
                     obj = objects[pairs[k]]
                     if obj.fuse(obs, self.config):
                         update.moved.append(obj.id)
+                elif obs.partial and not self.config.create_from_partial:
+                    update.skipped.append(f"box {indices[k]} '{obs.box.label}': cut by the image border, so it "
+                                          "only updates a remembered object")
+                    continue
                 else:
                     obj = self._create(obs, update)
                 update.matched[indices[k]] = obj.id
@@ -101,10 +116,14 @@ class ObjectMemory:
                 continue
             range_m = float(np.linalg.norm(box.center))
             center_var, size_var, yaw_var = observation_variances(range_m, self.config)
+            partial = _cut_by_border(box, frame.camera, self.config.edge_margin_px)
+            if partial:
+                center_var, size_var = center_var * self.config.partial_variance_scale, \
+                    size_var * self.config.partial_variance_scale
             said = tuple(p for p in phrases if match_phrase(p, [box]).matches)
             observations.append(Observation(box=box, upright=upright_from_box(box, pose, self.basis),
                                             center_var=center_var, size_var=size_var, yaw_var=yaw_var,
-                                            stamp_ns=int(frame.stamp_ns), phrases=said))
+                                            stamp_ns=int(frame.stamp_ns), phrases=said, partial=partial))
             indices.append(index)
         return observations, indices
 

@@ -37,6 +37,7 @@ class Observation:
     yaw_var: float
     stamp_ns: int
     phrases: tuple = ()
+    partial: bool = False    # cut by the image border (MemoryConfig.edge_margin_px)
 
 
 def observation_variances(range_m: float, config: MemoryConfig):
