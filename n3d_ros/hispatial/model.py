@@ -141,8 +141,11 @@ class HiSpatialEngine:
         seconds = time.perf_counter() - start
         if self.cancelled is not None and self.cancelled():
             raise Cancelled(f"cancelled after {len(new)} generated tokens")
-        text = clean(self.tokenizer.decode(new, skip_special_tokens=False))
-        return HiSpatialOutput(prompt, text, new, {"generate": seconds, "new_tokens": float(len(new))})
+        return HiSpatialOutput(prompt, self.decode_text(new), new, {"generate": seconds, "new_tokens": float(len(new))})
+
+    def decode_text(self, token_ids: Sequence[int]) -> str:
+        """All new tokens at once, special tokens kept (<loc> answers are text), then <eos> stripped."""
+        return clean(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
 
     def _stopping_criteria(self):
         cancelled = self.cancelled
