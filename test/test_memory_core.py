@@ -258,3 +258,15 @@ def test_boxes_cut_by_the_image_border_only_update_known_objects():
     r = (memory.config.center_sigma_m + memory.config.center_sigma_per_m * np.linalg.norm([0.7, 0.2, 1.5])) ** 2
     p = before.center_var[1] + memory.config.process_sigma_m_per_sqrt_s ** 2
     assert before.center[1] - after.center[1] == pytest.approx(0.10 * p / (p + 25 * r), rel=1e-3)
+
+
+def test_a_full_memory_evicting_during_a_frame_keeps_serving():
+    """Eviction picks an object the same frame then judges by negative evidence: it must simply be gone."""
+    memory = ObjectMemory(MemoryConfig(max_objects=2))
+    places = [MUG + [0, 0.18 * k - 0.27, 0] for k in range(4)]
+    pose = camera_pose(0, S)
+    ingest(memory, pose, *(seen(pose, "red mug", place) for place in places[:2]))
+    pose = camera_pose(0, 2 * S)
+    update = ingest(memory, pose, *(seen(pose, "red mug", place) for place in places[2:]))
+    assert update.evicted == [1, 2] and update.created == [3, 4] and update.missed == []
+    assert [o.id for o in memory.objects(include_tentative=True)] == [3, 4]

@@ -14,7 +14,7 @@ from ..core.types import Box3D, GroundingResult, InputError, PinholeCamera, RGBD
 from ..reasoning.matching import match_phrase, split_phrase
 from .association import associate
 from .config import MemoryConfig
-from .evidence import VISIBLE, visibility
+from .evidence import OCCLUDED, VISIBLE, visibility
 from .objects import MemoryObject, Observation, confidence_of, observation_variances
 from .pose import CameraPose, check_pose
 from .upright import GravityBasis, upright_from_box
@@ -144,10 +144,12 @@ class ObjectMemory:
             unseen = [o for o in unseen if any(match_phrase(p, [self._as_box(o)]).matches for p in phrases)]
         drop_below = self.config.drop_below_confidence
         for obj in unseen:
+            if obj.id not in self._objects:
+                continue  # evicted by a new object earlier in this frame
             corners = pose.to_camera(obj.upright.corners(self.basis))
             seen = visibility(corners, frame, self.config)
             if seen.status != VISIBLE:
-                if seen.status == "occluded":
+                if seen.status == OCCLUDED:
                     update.occluded.append(obj.id)
                 continue
             obj.miss(self.config)
