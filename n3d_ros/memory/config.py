@@ -30,8 +30,8 @@ class MemoryConfig:
     size_sigma_m: float = 0.015
     size_sigma_per_m: float = 0.01
     yaw_sigma_rad: float = 0.25
-    # A box whose projection reaches within edge_margin_px of the image border is cut off: its centre and size
-    # are biased towards the visible part. Its variances are scaled by partial_variance_scale (25: sigma x 5),
+    # A box whose object reaches within edge_margin_px of the image border (its pixel_box attribute, else its
+    # projected upright box) is cut off: its centre and size are biased towards the visible part. Its variances are scaled by partial_variance_scale (25: sigma x 5),
     # and it only continues a remembered object unless create_from_partial.
     edge_margin_px: float = 2.0
     partial_variance_scale: float = 25.0

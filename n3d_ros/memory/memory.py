@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..core.boxes import project_box_pixels
+from ..core.camera import project_pixels
 from ..core.types import Box3D, GroundingResult, InputError, PinholeCamera, RGBDFrame
 from ..reasoning.matching import match_phrase, split_phrase
 from .association import associate
@@ -17,7 +17,7 @@ from .config import MemoryConfig
 from .evidence import OCCLUDED, VISIBLE, visibility
 from .objects import MemoryObject, Observation, confidence_of, observation_variances
 from .pose import CameraPose, check_pose
-from .upright import GravityBasis, upright_from_box
+from .upright import GravityBasis, UprightBox, upright_from_box
 
 
 class UnknownObject(InputError):
@@ -46,12 +46,22 @@ def _constraining(phrase: str) -> bool:
     return bool(parts.colors or parts.shapes or parts.nouns)
 
 
-def _cut_by_border(box: Box3D, camera: PinholeCamera, margin_px: float) -> bool:
-    """True when the box's projection reaches the image border (or behind the camera): only part was seen."""
-    try:
-        x0, y0, x1, y1 = project_box_pixels(box, camera, clip=False)
-    except InputError:
-        return True
+def _cut_by_border(box: Box3D, upright: UprightBox, pose: CameraPose, basis: GravityBasis, camera: PinholeCamera,
+                   margin_px: float) -> bool:
+    """True when only part of the object was in the image: its pixels (the backend's ``pixel_box`` x, y, w, h
+    when it gives one) or else the projection of its upright box reach the image border, or it is partly behind
+    the camera. The optical box's own projection is no test: seen from a pitched camera its corners stick out
+    well beyond the object's silhouette."""
+    pixel_box = box.attributes.get("pixel_box")
+    if pixel_box is not None and len(pixel_box) == 4:
+        x, y, w, h = (float(v) for v in pixel_box)
+        x0, y0, x1, y1 = x, y, x + w - 1, y + h - 1
+    else:
+        corners = pose.to_camera(upright.corners(basis))
+        if corners[:, 2].min() <= 1e-3:
+            return True
+        u, v = project_pixels(corners, camera)
+        x0, y0, x1, y1 = u.min(), v.min(), u.max(), v.max()
     return x0 < margin_px or y0 < margin_px or x1 > camera.width - 1 - margin_px or \
         y1 > camera.height - 1 - margin_px
 
@@ -116,12 +126,13 @@ class ObjectMemory:
                 continue
             range_m = float(np.linalg.norm(box.center))
             center_var, size_var, yaw_var = observation_variances(range_m, self.config)
-            partial = _cut_by_border(box, frame.camera, self.config.edge_margin_px)
+            upright = upright_from_box(box, pose, self.basis)
+            partial = _cut_by_border(box, upright, pose, self.basis, frame.camera, self.config.edge_margin_px)
             if partial:
                 center_var, size_var = center_var * self.config.partial_variance_scale, \
                     size_var * self.config.partial_variance_scale
             said = tuple(p for p in phrases if match_phrase(p, [box]).matches)
-            observations.append(Observation(box=box, upright=upright_from_box(box, pose, self.basis),
+            observations.append(Observation(box=box, upright=upright,
                                             center_var=center_var, size_var=size_var, yaw_var=yaw_var,
                                             stamp_ns=int(frame.stamp_ns), phrases=said, partial=partial))
             indices.append(index)
