@@ -67,7 +67,7 @@ def test_a_stream_that_stops_after_a_good_start_is_named(harness_factory, dead, 
     h.activate()
     with Streamer(h) as camera:
         assert _wait(lambda: h.node.stats.received("matched") >= 5)
-        assert h.node.inputs.health() is None
+        assert _wait(lambda: h.node.inputs.health() is None)
         camera.streams.discard(dead)
         topic = TOPICS[{"color": "color_topic", "depth": "depth_topic", "info": "camera_info_topic"}[dead]]
         expected = f"{label} ({topic}) stopped"
@@ -97,8 +97,8 @@ def test_the_default_qos_matches_every_frame_of_a_reliable_publisher(harness_fac
     h = harness_factory()  # the harness camera publishes reliable, as realsense2_camera does
     assert h.node.get_parameter("input_qos").value == "reliable"
     h.activate()
-    count = 60
-    with Streamer(h, rate_hz=30.0) as camera:
+    count = 40
+    with Streamer(h, rate_hz=20.0) as camera:
         assert _wait(lambda: camera.sent >= count, timeout=10)
     assert _wait(lambda: h.node.stats.received("matched") >= camera.sent, timeout=5)
     for stream in ("color", "depth", "info"):
