@@ -270,3 +270,15 @@ def test_a_full_memory_evicting_during_a_frame_keeps_serving():
     update = ingest(memory, pose, *(seen(pose, "red mug", place) for place in places[2:]))
     assert update.evicted == [1, 2] and update.created == [3, 4] and update.missed == []
     assert [o.id for o in memory.objects(include_tentative=True)] == [3, 4]
+
+
+def test_partial_uses_the_backends_pixel_box_when_it_has_one():
+    """From a pitched camera an optical box's projection overshoots the object; the pixels decide."""
+    memory = ObjectMemory()
+    pose = camera_pose(0, S)
+    inside = seen(pose, "red mug", MUG)
+    inside.attributes["pixel_box"] = [100, 100, 30, 40]
+    at_border = seen(pose, "blue ball", BALL)
+    at_border.attributes["pixel_box"] = [0, 100, 30, 40]  # its pixels start at the left image border
+    update = ingest(memory, pose, inside, at_border)
+    assert update.created == [1] and "box 1 'blue ball': cut by the image border" in update.skipped[0]
