@@ -286,39 +286,3 @@ def test_a_class_with_parentheses_is_kept_end_to_end(scripted_pipeline, scene):
     engine.script = ["bbox_0=Bbox(mug (red),500,500,100,500,40,50,40)"]
     answer = scripted_pipeline.ask(scene.frame, "how tall is the mug?")
     assert answer.success and answer.value > 0, answer
-
-
-@pytest.fixture(scope="module")
-def grammar():
-    from n3d_ros.engine.box_grammar import BoxGrammar
-    from n3d_ros.engine.tokenizer import offline_qwen_tokenizer
-    from test_engine_speed import EOS
-
-    tokenizer = offline_qwen_tokenizer()
-    return tokenizer, BoxGrammar.from_tokenizer(tokenizer, EOS)
-
-
-def test_the_constrained_decoder_allows_balanced_parentheses_only(grammar):
-    from test_engine_speed import run_scripted
-
-    tokenizer, box_grammar = grammar
-    good = "bbox_0=Bbox(mug (red),519,587,394,500,278,254,199)\nbbox_1=Bbox(a (b (c)),1,2,3,500,5,6,7)"
-    for use_draft in (False, True):
-        out, _, script = run_scripted(tokenizer, box_grammar, good, True, use_draft)
-        assert out == script  # the model's own tokens, unchanged by the constraint
-    for bad, kept in (("bbox_0=Bbox(mug red),1,2,3,500,5,6,7)", "bbox_0=Bbox(mug red"),
-                      ("bbox_0=Bbox(mug (red,1,2,3,500,5,6,7)", "bbox_0=Bbox(mug (red"),
-                      ("bbox_0=Bbox(a (b (c (d))),1,2,3,500,5,6,7)", "bbox_0=Bbox(a (b (c")):
-        out, _, script = run_scripted(tokenizer, box_grammar, bad, True, True)
-        text = tokenizer.decode(out)
-        assert out != script and text.startswith(kept), text  # steered away where the text breaks the rule
-
-
-def test_no_grammar_state_inside_a_class_is_a_dead_end():
-    from n3d_ros.engine.box_grammar import MAX_CLASS_CHARS, advance_char, advance_text, initial_state
-
-    state = advance_text(initial_state(), "bbox_0=Bbox(" + "x" * (MAX_CLASS_CHARS - 5) + "((")
-    state = advance_char(state, "x")  # 62 characters, 2 still open: exactly room for the two closers
-    assert state is not None and advance_char(state, "x") is None and advance_char(state, "(") is None
-    assert advance_text(state, "))") is not None and advance_text(state, ")),1,2,3,500,5,6,7)") is not None
-    assert advance_text(state, "),") is None  # a class cannot end with a parenthesis open

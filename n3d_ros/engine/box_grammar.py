@@ -116,6 +116,39 @@ def _mask_key(state: State) -> State:
     return (kind,)
 
 
+class _ClassSegments:
+    """Per token, its class part (the text before its first ',') as parenthesis arithmetic, so that the tokens
+    that can follow a class state (count, depth) are found with array operations instead of a loop."""
+
+    def __init__(self, texts: Sequence[str]):
+        n = len(texts)
+        self.length = np.zeros(n, dtype=np.int64)
+        self.lowest = np.zeros(n, dtype=np.int64)   # lowest running depth change (<= 0)
+        self.highest = np.zeros(n, dtype=np.int64)  # highest running depth change (>= 0)
+        self.change = np.zeros(n, dtype=np.int64)   # depth change over the whole class part
+        self.peak = np.zeros(n, dtype=np.int64)     # max over positions i of (i + running depth change)
+        self.has_comma = np.zeros(n, dtype=bool)
+        self.line_break = np.zeros(n, dtype=bool)
+        for k, text in enumerate(texts):
+            part, comma, _ = text.partition(",")
+            running = 0
+            for i, ch in enumerate(part, start=1):
+                running += (ch == "(") - (ch == ")")
+                self.lowest[k] = min(self.lowest[k], running)
+                self.highest[k] = max(self.highest[k], running)
+                self.peak[k] = max(self.peak[k], i + running)
+            self.length[k], self.change[k], self.has_comma[k] = len(part), running, bool(comma)
+            self.line_break[k] = "\n" in part or "\r" in part
+
+    def may_fit(self, count: int, depth: int) -> np.ndarray:
+        """Tokens whose class part is allowed from ("cls", count, depth); exact except after a ',', which the
+        caller checks with the state machine."""
+        ok = ~self.line_break & (depth + self.lowest >= 0) & (depth + self.highest <= MAX_CLASS_PAREN_DEPTH)
+        ok &= count + depth + self.peak <= MAX_CLASS_CHARS
+        ends = (depth + self.change == 0) & (count + self.length > 0)  # a ',' needs a closed, non-empty class
+        return ok & (~self.has_comma | ends)
+
+
 @dataclass
 class BoxGrammar:
     """Allowed-token masks over a tokenizer's vocabulary for the box grammar."""
@@ -140,6 +173,7 @@ class BoxGrammar:
                 self._class_structure.append(tid)
         self._lengths = lengths
         self._pure_class = pure_class
+        self._structure = _ClassSegments([self.token_texts[tid] for tid in self._class_structure])
         self._cache: Dict[State, np.ndarray] = {}
 
     @classmethod
@@ -172,9 +206,10 @@ class BoxGrammar:
         if state[0] == "cls":
             room = MAX_CLASS_CHARS - state[1] - state[2]
             mask |= self._pure_class & (self._lengths <= room) & (self._lengths > 0)
-            # a token with ',' or parentheses is allowed wherever the characters fit the state (e.g. " (" or
-            # "red)" or "),"), so each is run through the state machine
-            candidates = self._class_structure
+            # a token with ',' or parentheses is allowed wherever its characters fit the state (" (", "red)",
+            # "),1"): a vectorised pre-filter on its class part, then the state machine on the survivors
+            structure = np.asarray(self._class_structure, dtype=np.int64)
+            candidates = structure[self._structure.may_fit(state[1], state[2])].tolist()
         else:
             probe = ("lit", line_literal(state[1]), 0, state[1]) if state[0] == "nl" else state
             first_chars = self._first_chars(probe)
