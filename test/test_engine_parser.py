@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,3 +93,39 @@ def test_fuzz_truncation_keeps_complete_lines(boxes, cut):
     complete = truncated.endswith(")")
     assert len(out.boxes) == len(boxes) - (0 if complete else 1)
     assert out.truncated == (not complete)
+
+
+# ---------------------------------------------------------------- class names with parentheses (issue 12)
+def test_balanced_parentheses_in_a_class_are_kept_as_the_official_parser_keeps_them():
+    official = re.compile(r"bbox_(\d+)=Bbox\(([^,]+),([^,]+),([^,]+),([^,]+),([^,]+),([^,]+),([^,]+),([^,]+)\)")
+    for text in ("bbox_0=Bbox(mug (red),519,587,394,500,278,254,199)",
+                 "bbox_0=Bbox(a (b (c)),1,2,3,500,5,6,7)", "bbox_0=Bbox(chair(),1,2,3,500,5,6,7)"):
+        (box,) = parse_boxes(text).boxes
+        assert box.label == official.search(text).group(2).strip()
+        assert box.bins == tuple(float(official.search(text).group(3 + k)) for k in range(7))
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("bbox_0=Bbox(mug (red,1,2,3,500,5,6,7)", "unbalanced parentheses"),
+    ("bbox_0=Bbox(mug red),1,2,3,500,5,6,7)", "unbalanced parentheses"),
+    ("bbox_0=Bbox(a (b (c (d))),1,2,3,500,5,6,7)", "nests deeper than 2"),
+])
+def test_unbalanced_or_too_deep_parentheses_skip_the_line_with_a_reason(text, reason):
+    out = parse_boxes(text)
+    assert out.boxes == [] and out.skipped_lines == 1 and reason in out.problems[0]
+
+
+def test_a_class_broken_at_an_open_parenthesis_does_not_hide_the_next_box():
+    out = parse_boxes("bbox_0=Bbox(bbox_1=Bbox(cup,1,2,3,500,5,6,7)\nbbox_2=Bbox(mug (red),4,5,6,500,7,8,9)")
+    assert [(b.id, b.label) for b in out.boxes] == [(1, "cup"), (2, "mug (red)")]
+
+
+paren_labels = st.builds(lambda a, b, c: f"{a} ({b}){c}", labels, labels, st.sampled_from(["", " x", "(y)"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(paren_labels, bins), min_size=1, max_size=5))
+def test_fuzz_balanced_labels_survive(boxes):
+    text = "\n".join(f"bbox_{i}=Bbox({label},{','.join(map(str, b))})" for i, (label, b) in enumerate(boxes))
+    out = parse_boxes(text)
+    assert [(b.label, b.bins) for b in out.boxes] == [(label.strip(), tuple(map(float, b))) for label, b in boxes]
