@@ -165,7 +165,10 @@ def test_questions_about_objects_out_of_view_are_answered_from_memory():
     frame = camera.frame(2)
     hidden = next(c for c, px in frame.visible_px.items() if px == 0 and any(o.color == c for o in memory.objects()))
     in_view = max(frame.visible_px, key=frame.visible_px.get)
-    answer = ask_with_memory(pipeline, memory, frame.scene.frame, f"where is the {hidden} object", pose_of(frame))
+    feedback = []
+    answer = ask_with_memory(pipeline, memory, frame.scene.frame, f"where is the {hidden} object", pose_of(frame),
+                             on_grounded=feedback.append)
+    assert len(feedback) == 1  # the caller's feedback (action) still sees the frame's grounding
     remembered = next(o for o in memory.objects() if o.color == hidden)
     assert answer.success and answer.text.startswith(f"From memory: the {hidden} object (id {remembered.id}) was "
                                                      "last seen 0.2 s ago.")

@@ -11,9 +11,10 @@ memory, and a geometry question the frame cannot answer is answered from memory 
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Callable, Optional
 
-from ..core.types import Answer, InputError, RGBDFrame
+from ..core.types import Answer, GroundingResult, InputError, RGBDFrame
+from ..pipeline import validate_query
 from ..reasoning.matching import describe_box
 from ..reasoning.questions import extract_object_phrases, parse_question
 from ..reasoning.spatial import answer_question, m
@@ -51,8 +52,6 @@ def answer_from_memory(memory: ObjectMemory, question: str, now_ns: int,
     of the last frame the memory ingested). Never raises for a bad question or pose: success False says why.
     Every box in the answer carries attributes["memory"] = {id, age_s, observations, confidence,
     center_memory_m, frame_id} and attributes["from_memory"] (True when not seen within current_tolerance_s)."""
-    from ..pipeline import validate_query
-
     try:
         query = MEMORY_REFERENCE.sub(lambda match: f"object {match.group(1)}", validate_query(question))
     except InputError as exc:
@@ -108,16 +107,24 @@ def answer_from_memory(memory: ObjectMemory, question: str, now_ns: int,
 
 
 def ask_with_memory(pipeline, memory: ObjectMemory, frame: RGBDFrame, question: str, pose: CameraPose,
-                    now_ns: Optional[int] = None, cancel=None) -> Answer:
+                    now_ns: Optional[int] = None, cancel=None,
+                    on_grounded: Optional[Callable[[GroundingResult], None]] = None) -> Answer:
     """Pipeline.ask with the memory: the query's grounding is ingested (negative evidence only for the objects
     its phrases describe: a query grounds a subset), and when the frame cannot answer a geometry question the
     memory answers it if it can. A question naming a memory id goes to the memory directly. A pose the memory
-    refuses does not lose the answer: the message says the memory was not updated."""
+    refuses does not lose the answer: the message says the memory was not updated. on_grounded and cancel are
+    passed on to Pipeline.ask."""
     now_ns = frame.stamp_ns if now_ns is None else int(now_ns)
     if names_memory_id(question):
         return answer_from_memory(memory, question, now_ns, pose)
     grounded = []
-    answer = pipeline.ask(frame, question, on_grounded=grounded.append, cancel=cancel)
+
+    def keep(grounding: GroundingResult) -> None:
+        grounded.append(grounding)
+        if on_grounded is not None:
+            on_grounded(grounding)
+
+    answer = pipeline.ask(frame, question, on_grounded=keep, cancel=cancel)
     if grounded:
         try:
             memory.ingest(grounded[0], frame, pose, scope=extract_object_phrases(question))
