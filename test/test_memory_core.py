@@ -282,3 +282,25 @@ def test_partial_uses_the_backends_pixel_box_when_it_has_one():
     at_border.attributes["pixel_box"] = [0, 100, 30, 40]  # its pixels start at the left image border
     update = ingest(memory, pose, inside, at_border)
     assert update.created == [1] and "box 1 'blue ball': cut by the image border" in update.skipped[0]
+
+
+@pytest.mark.parametrize("roll_deg", [0.0, 90.0])
+def test_measured_width_and_depth_land_on_the_right_axes(roll_deg):
+    """The backend measures width along the viewer's right and depth along its forward; with the camera rolled
+    a quarter turn the box's optical axes swap roles, the measured sides must not."""
+    pose = camera_pose(0, S)
+    if roll_deg:
+        roll = np.radians(roll_deg)
+        about_z = np.array([[np.cos(roll), -np.sin(roll), 0], [np.sin(roll), np.cos(roll), 0], [0, 0, 1]])
+        matrix = pose.matrix.copy()
+        matrix[:3, :3] = pose.rotation @ about_z
+        pose = CameraPose(matrix, "odom", S, CAMERA.frame_id)
+    basis = GravityBasis((0.0, 0.0, 1.0))
+    box = Box3D(label="red box", center=pose.to_camera(MUG), size=[0.2, 0.2, 0.2],
+                attributes={"width_m": 0.1, "height_m": 0.12, "depth_m": 0.3,
+                            "support_up": list(pose.rotation.T @ basis.up)})
+    upright = upright_from_box(box, pose, basis)
+    # viewer right is world -y, forward is world +x (the camera looks along +x)
+    assert upright.extent_along(np.array([0.0, 1.0, 0.0]), basis) == pytest.approx(0.1)
+    assert upright.extent_along(np.array([1.0, 0.0, 0.0]), basis) == pytest.approx(0.3)
+    assert upright.size[2] == pytest.approx(0.12)

@@ -88,15 +88,18 @@ def upright_from_box(box: Box3D, pose: CameraPose, basis: GravityBasis) -> Uprig
     if all(v is not None for v in measured) and support is not None:
         support_memory = pose.rotation @ np.asarray(support, dtype=np.float64)
         if support_memory.dot(basis.up) >= SUPPORT_AGREEMENT_COS * np.linalg.norm(support_memory):
-            # measured along the viewer's (right, up, forward); right is the horizontal camera x, which is the
-            # heading chosen above for an unrolled camera, and up x right = forward
-            size = np.array([float(measured[0]), float(measured[2]), float(measured[1])])
+            # measured along the viewer's (right, up, forward) (reasoning.geometry); put width on whichever of
+            # a, b the viewer's right is closer to (a, for a camera without roll)
+            right = pose.rotation @ viewer_frame(pose.rotation.T @ basis.up).right
+            width, height_m, depth = (float(v) for v in measured)
+            size = np.array([width, depth, height_m] if abs(right @ a) >= abs(right @ b) else
+                            [depth, width, height_m])
     return UprightBox(center, size, basis.yaw_of(a)).canonical()
 
 
 def upright_iou(first: UprightBox, second: UprightBox, basis: GravityBasis) -> float:
     """3D IoU of two upright boxes via core.boxes.iou_3d, in the gravity frame (e1, up, -e2), where yaw
-    about up is core's yaw about +y (see the module tests)."""
+    about up is core's yaw about +y (checked in test_memory_core)."""
     def local(box: UprightBox) -> Box3D:
         c = box.center
         return Box3D(label="", center=[c.dot(basis.e1), c.dot(basis.up), -c.dot(basis.e2)],
