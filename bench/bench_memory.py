@@ -94,7 +94,8 @@ class Tracker:
     """One memory fed the run's detections (optionally with seeded centre jitter), and its scores."""
 
     def __init__(self, args, removed: str, jitter_m: float, seed: int):
-        self.memory = ObjectMemory(MemoryConfig(frame_id="table", create_from_partial=args.create_from_partial))
+        self.memory = ObjectMemory(MemoryConfig(frame_id="table", create_from_partial=args.create_from_partial,
+                                                **dict(args.set or [])))
         self.removed, self.jitter_m, self.rng = removed, jitter_m, np.random.default_rng([seed, 99])
         self.stats = defaultdict(list)
         self.last_id, self.removed_id = {}, None
@@ -245,13 +246,17 @@ def main() -> int:
                         help="a second memory gets the same detections with this centre noise per axis")
     parser.add_argument("--create-from-partial", action="store_true",
                         help="let boxes cut by the image border start objects (MemoryConfig.create_from_partial)")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument("--set", nargs=2, action="append", metavar=("FIELD", "VALUE"), type=str,
+                        help="override a numeric MemoryConfig field, e.g. --set center_sigma_per_m2 0.01")
     args = parser.parse_args()
+    args.set = [(field, float(value)) for field, value in (args.set or [])]
 
     pipeline = Pipeline(TabletopBackend())
     jitters = (0.0, args.jitter_cm / 100)
     results = {jitter: defaultdict(list) for jitter in jitters}
     for seed in range(args.seeds):
-        for kind in KINDS:
+        for kind in args.kinds:
             for jitter, result in run(pipeline, seed, kind, args).items():
                 results[jitter][kind].append(result)
                 print(f"seed {seed} {kind:<8} jitter {100 * jitter:.1f} cm: switches {result['switches']} "
@@ -259,16 +264,16 @@ def main() -> int:
                       f" centre cm single {_median(result['single_cm']):.2f} fused {_median(result['fused_cm']):.2f}"
                       f" forgotten after {result['forgotten']} in-view frames", flush=True)
 
-    print(f"\n{args.seeds} seeds x {len(KINDS)} trajectories, {args.frames} frames each, "
+    print(f"\n{args.seeds} seeds x {len(args.kinds)} trajectories, {args.frames} frames each, "
           f"{args.width}x{args.height}, {'exact' if args.noise_free else 'noisy'} depth, "
-          f"create_from_partial={args.create_from_partial}")
+          f"create_from_partial={args.create_from_partial}, overrides {dict(args.set)}")
     for jitter in jitters:
         print("-- detections as the backend gave them" if not jitter else
               f"-- detections + N(0, {100 * jitter:.1f} cm) per axis on the centre (a learned model's jitter)")
-        every = [r for kind in KINDS for r in results[jitter][kind]]
-        for name, rows in [*((kind, results[jitter][kind]) for kind in KINDS), ("all", every)]:
+        every = [r for kind in args.kinds for r in results[jitter][kind]]
+        for name, rows in [*((kind, results[jitter][kind]) for kind in args.kinds), ("all", every)]:
             _summary(name, rows)
-    every = [r for kind in KINDS for r in results[0.0][kind]]
+    every = [r for kind in args.kinds for r in results[0.0][kind]]
     detect = [v for r in every for v in r["detect_ms"]]
     detect_cpu = [v for r in every for v in r["detect_cpu_ms"]]
     ingest = [v for r in every for v in r["ingest_ms"]]

@@ -23,16 +23,20 @@ class MemoryConfig:
     max_center_distance_m: float = 0.15
     min_iou: float = 0.25
 
-    # Measurement model: standard deviation of one observation along each axis = base + per_m * range (metres,
-    # range = camera to box centre). Fusion is a per-axis Kalman filter with a constant-position model.
+    # Measurement model: standard deviation of one observation along each axis = base + per_m * range
+    # + per_m2 * range^2 (metres, range = camera to box centre; stereo depth error grows with range squared).
+    # Fusion is a per-axis Kalman filter with a constant-position model.
     center_sigma_m: float = 0.01
     center_sigma_per_m: float = 0.01
+    center_sigma_per_m2: float = 0.0
     size_sigma_m: float = 0.015
     size_sigma_per_m: float = 0.01
+    size_sigma_per_m2: float = 0.0
     yaw_sigma_rad: float = 0.25
     # A box whose object reaches within edge_margin_px of the image border (its pixel_box attribute, else its
-    # projected upright box) is cut off: its centre and size are biased towards the visible part. Its variances are scaled by partial_variance_scale (25: sigma x 5),
-    # and it only continues a remembered object unless create_from_partial.
+    # projected upright box) is cut off: its centre and size are biased towards the visible part. Its variances
+    # are scaled by partial_variance_scale (25: sigma x 5), and it only continues a remembered object unless
+    # create_from_partial.
     edge_margin_px: float = 2.0
     partial_variance_scale: float = 25.0
     create_from_partial: bool = False
@@ -84,7 +88,8 @@ class MemoryConfig:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
         if self.partial_variance_scale < 1.0:
             raise InputError(f"partial_variance_scale must be >= 1, got {self.partial_variance_scale}")
-        for name in ("center_sigma_per_m", "size_sigma_per_m", "process_sigma_m_per_sqrt_s", "min_range_m",
+        for name in ("center_sigma_per_m", "size_sigma_per_m", "center_sigma_per_m2", "size_sigma_per_m2",
+                     "process_sigma_m_per_sqrt_s", "min_range_m",
                      "image_margin_px", "edge_margin_px"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must not be negative, got {getattr(self, name)}")

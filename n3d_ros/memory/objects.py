@@ -41,8 +41,8 @@ class Observation:
 
 
 def observation_variances(range_m: float, config: MemoryConfig):
-    sigma_c = config.center_sigma_m + config.center_sigma_per_m * range_m
-    sigma_s = config.size_sigma_m + config.size_sigma_per_m * range_m
+    sigma_c = config.center_sigma_m + config.center_sigma_per_m * range_m + config.center_sigma_per_m2 * range_m ** 2
+    sigma_s = config.size_sigma_m + config.size_sigma_per_m * range_m + config.size_sigma_per_m2 * range_m ** 2
     return np.full(3, sigma_c ** 2), np.full(3, sigma_s ** 2), config.yaw_sigma_rad ** 2
 
 
