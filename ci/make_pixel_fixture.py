@@ -81,7 +81,7 @@ def official_long_side_640(image):
 
     width, height = image.size
     size = (640, int(height * 640 / width)) if width >= height else (int(width * 640 / height), 640)
-    return image.resize(size, Image.LANCZOS)
+    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 def stock_processor():
@@ -103,7 +103,8 @@ def main(out_path: str) -> None:
         image = official_long_side_640(Image.fromarray(synthetic_frame(width, height, seed)))
         out = processor([image], return_tensors="pt")
         t, gh, gw = (int(v) for v in out["image_grid_thw"][0])
-        resized = image.resize((gw * 14, gh * 14), Image.BICUBIC)  # the processor's own resize, for diagnosis
+        # the processor's own resize step on its own, so that a failing test can say which step differs
+        resized = image.resize((gw * 14, gh * 14), Image.Resampling.BICUBIC)
         frames.append({"width": width, "height": height, "seed": seed,
                        "image_640": {"size": list(image.size), "sha256": sha256(np.asarray(image))},
                        "processor_image": {"size": [gw * 14, gh * 14], "sha256": sha256(np.asarray(resized))},
@@ -113,7 +114,7 @@ def main(out_path: str) -> None:
     for source, target, name, seed in RESIZES:
         image = Image.fromarray(synthetic_frame(source[0], source[1], seed))
         resizes.append({"source": list(source), "target": list(target), "filter": name, "seed": seed,
-                        "sha256": sha256(np.asarray(image.resize(target, getattr(Image, name))))})
+                        "sha256": sha256(np.asarray(image.resize(target, getattr(Image.Resampling, name))))})
     fixture = {
         "about": "pixel_values of the official N3D-VLM image path (spec 1.1) on seeded synthetic frames; "
                  "written once by ci/make_pixel_fixture.py, checked by test/test_pixel_values_pillow11.py",

@@ -73,7 +73,7 @@ def test_our_image_path_reproduces_pillow11_pixel_values(engine, case):
     assert GEN.sha256(np.asarray(inputs.image)) == case["image_640"]["sha256"], "LANCZOS step to 640 differs"
     size = engine.processor_size(*inputs.image.size)
     assert list(size) == case["processor_image"]["size"]
-    resized = resize_horizontal_first(inputs.image, size, Image.BICUBIC)
+    resized = resize_horizontal_first(inputs.image, size, Image.Resampling.BICUBIC)
     assert GEN.sha256(np.asarray(resized)) == case["processor_image"]["sha256"], "BICUBIC step to 28k differs"
     vision = engine.encode_image(inputs)
     assert [int(v) for v in vision.image_grid_thw[0]] == case["grid_thw"]
@@ -87,25 +87,25 @@ def test_our_image_path_reproduces_pillow11_pixel_values(engine, case):
 @pytest.mark.parametrize("case", FIXTURE["resizes"], ids=lambda c: f"{c['source']}->{c['target']}-{c['filter']}")
 def test_resize_horizontal_first_is_pillow11_resize(case):
     image = Image.fromarray(GEN.synthetic_frame(*case["source"], case["seed"]))
-    got = resize_horizontal_first(image, tuple(case["target"]), getattr(Image, case["filter"]))
+    got = resize_horizontal_first(image, tuple(case["target"]), getattr(Image.Resampling, case["filter"]))
     assert got.size == tuple(case["target"]) and got.mode == "RGB"
     assert GEN.sha256(np.asarray(got)) == case["sha256"]
 
 
 def test_resize_horizontal_first_edge_cases():
     image = Image.fromarray(GEN.synthetic_frame(30, 20, 0))
-    same = resize_horizontal_first(image, (30, 20), Image.BICUBIC)
+    same = resize_horizontal_first(image, (30, 20), Image.Resampling.BICUBIC)
     assert same is not image and np.array_equal(np.asarray(same), np.asarray(image))
     # one axis only: exactly Pillow's single pass
     for size in ((30, 11), (17, 20)):
-        assert np.array_equal(np.asarray(resize_horizontal_first(image, size, Image.LANCZOS)),
-                              np.asarray(image.resize(size, Image.LANCZOS)))
-    gray = resize_horizontal_first(image.convert("L"), (12, 9), Image.BICUBIC)
+        assert np.array_equal(np.asarray(resize_horizontal_first(image, size, Image.Resampling.LANCZOS)),
+                              np.asarray(image.resize(size, Image.Resampling.LANCZOS)))
+    gray = resize_horizontal_first(image.convert("L"), (12, 9), Image.Resampling.BICUBIC)
     assert gray.mode == "L" and gray.size == (12, 9)
     with pytest.raises(ValueError, match="mode 'RGBA': convert to RGB first"):
-        resize_horizontal_first(image.convert("RGBA"), (12, 9), Image.BICUBIC)
+        resize_horizontal_first(image.convert("RGBA"), (12, 9), Image.Resampling.BICUBIC)
     with pytest.raises(ValueError, match="must be positive, got 0x9"):
-        resize_horizontal_first(image, (0, 9), Image.BICUBIC)
+        resize_horizontal_first(image, (0, 9), Image.Resampling.BICUBIC)
 
 
 @settings(max_examples=300, deadline=None)

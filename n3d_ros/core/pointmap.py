@@ -155,7 +155,7 @@ def build_point_map(frame: RGBDFrame, min_range_m: float = 0.1, max_range_m: flo
     image = Image.fromarray(frame.color)
     if (W, H_full) != (W0, H0):
         # horizontal pass first whatever the Pillow version, as the model's Pillow 11 did (core.resize)
-        image = resize_horizontal_first(image, (W, H_full), Image.LANCZOS)
+        image = resize_horizontal_first(image, (W, H_full), Image.Resampling.LANCZOS)
     if H != H_full:
         image = image.crop((0, top, W, top + H))
     rows = _resize_indices(H0, H_full)[top:top + H]
