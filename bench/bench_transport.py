@@ -118,7 +118,8 @@ def role_node(args) -> int:
     node = N3DNode(parameter_overrides=[
         Parameter("backend", value="tabletop"), Parameter("input_qos", value=args.input_qos),
         Parameter("color_topic", value=COLOR_TOPIC), Parameter("depth_topic", value=DEPTH_TOPIC),
-        Parameter("camera_info_topic", value=INFO_TOPIC), Parameter("max_frame_age_s", value=2.0)])
+        # Long enough for the service check after the camera has stopped.
+        Parameter("camera_info_topic", value=INFO_TOPIC), Parameter("max_frame_age_s", value=60.0)])
     executor = QueuedOnceExecutor(num_threads=executor_threads_for(MAX_QUEUED_QUERIES_LIMIT))
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
@@ -299,12 +300,14 @@ def run_config(config: Config, seconds: float, rate: float, domain: int) -> dict
             if camera.stdout.readline().strip() != "streaming":
                 camera_log.seek(0)
                 raise RuntimeError(f"camera: never started publishing; stderr: {camera_log.read()[-1500:]}")
-            if config.client_env is not None:  # now, so that its calls find frames
-                client = _spawn(["--role", "client"], _env(config.client_env, domain), client_log)
             camera_out, _ = camera.communicate(timeout=seconds * 3 + 60)
             camera_result = _last_json(camera_out)
             if "error" in camera_result:
                 raise RuntimeError(f"camera: {camera_result['error']}")
+            # After the camera, so that starting a process does not take CPU from the delivery being counted;
+            # the node's last frame stays usable (max_frame_age_s below).
+            if config.client_env is not None:
+                client = _spawn(["--role", "client"], _env(config.client_env, domain), client_log)
             client_result = _last_json(client.communicate(timeout=60)[0]) if client is not None else None
             node_out, _ = node.communicate("stop\n", timeout=30)
             node_result = _last_json(node_out)
