@@ -90,6 +90,15 @@ def test_freeform_questions_get_the_models_answer_on_the_same_features(pipeline,
     assert pipeline.backend.answer_value("How far is the woman from the camera?", "3.85m") == (3.85, "m")
 
 
+def test_whole_scene_questions_are_left_to_the_model(pipeline):
+    from n3d_ros.reasoning.questions import parse_question
+
+    backend = pipeline.backend
+    assert backend.answers_with_model(parse_question("how many mugs are there"))
+    assert backend.answers_with_model(parse_question("what is the largest object"))
+    assert not backend.answers_with_model(parse_question("how far is the red mug from the laptop"))
+
+
 def test_the_camera_is_not_grounded(pipeline, scripted, frame):
     scripted.script = ["-0.1m -0.1m 2.0m 0.1m 0.1m 2.2m", "D"]
     answer = pipeline.ask(frame, "Which side of the sports car is facing the camera?")

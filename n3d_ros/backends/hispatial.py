@@ -119,6 +119,11 @@ class HiSpatialBackend:
             text = final.split(":", 1)[-1].strip() or text
         return text, reasoning.strip()
 
+    def answers_with_model(self, parsed) -> bool:
+        """Whether a parsed question needs the whole scene, which this backend cannot box: counts,
+        superlatives and "what is left of X" (it grounds named phrases only). The model answers those itself."""
+        return parsed.op in ("count", "extreme") or parsed.form == "list"
+
     def answer_value(self, question: str, text: str) -> Tuple[Optional[float], str]:
         """(value, unit) of one of the model's answers: metres "m", "count" or "bool"; (None, "") otherwise."""
         parsed = parse_answer(text, question)
