@@ -12,7 +12,7 @@ from geometry_msgs.msg import PoseStamped
 
 from n3d_ros.core.scene import realsense_like_camera
 from n3d_ros.core.types import Box3D, GroundingResult, InputError, RGBDFrame
-from n3d_ros.memory import CameraPose, ObjectMemory
+from n3d_ros.memory import CameraPose, MemoryConfig, ObjectMemory
 from n3d_ros.ros.conversions import ns_to_stamp, quat_to_matrix
 from n3d_ros.ros.memory_io import (PoseBuffer, camera_pose_from_msg, camera_pose_from_tf, memory_detections,
                                    memory_header, memory_markers, objects_qos)
@@ -120,3 +120,73 @@ def test_memory_as_detections_and_markers():
 def test_objects_topic_keeps_the_last_list_for_late_subscribers():
     qos = objects_qos()
     assert qos.depth == 1 and qos.durability.name == "TRANSIENT_LOCAL" and qos.reliability.name == "RELIABLE"
+
+
+def _wait(predicate, timeout_s=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_memory_feed_over_dds(ros_context, ros_executor):
+    """Pose topic in, ~/objects out (transient local: a late subscriber still gets the list), bad poses refused
+    without stopping the node, cleanup forgets everything."""
+    import rclpy
+    from vision_msgs.msg import Detection3DArray
+
+    from n3d_ros.ros.memory_io import MemoryFeed, objects_qos
+
+    node = rclpy.create_node("memory_feed_test", context=ros_context)
+    helper = rclpy.create_node("memory_feed_helper", context=ros_context)
+    ros_executor.add_node(node)
+    ros_executor.add_node(helper)
+    try:
+        feed = MemoryFeed(node, ObjectMemory(), "topic", pose_topic="/test_camera_pose")
+        poses = helper.create_publisher(PoseStamped, "/test_camera_pose", 10)
+        broken = pose_stamped(S)
+        broken.pose.orientation.w = 7.0
+        assert _wait(lambda: poses.get_subscription_count() > 0)
+        poses.publish(broken)
+        assert _wait(lambda: "unit length" in feed.last_pose_error)
+        for k in (1, 2):
+            poses.publish(pose_stamped(k * S, position=(0.0, 0.0, 1.0)))
+        assert _wait(lambda: len(feed.poses._stamps) == 2)
+        camera = realsense_like_camera(320, 240)
+        for k in (1, 2):
+            pose = feed.poses.at(k * S, 0.05)
+            boxes = [Box3D("red mug", pose.to_camera([1.5, 0.2, 0.8]), [0.08, 0.12, 0.08],
+                           attributes={"color": "red"})]
+            frame = RGBDFrame(np.zeros((240, 320, 3), np.uint8), np.full((240, 320), 4.0, np.float32), camera,
+                              k * S, CAMERA_FRAME)
+            update = feed.feed(GroundingResult(boxes, "test"), frame)
+        assert update.matched == {0: 1} and feed.memory.get(1).observations == 2
+        late = []
+        helper.create_subscription(Detection3DArray, "/memory_feed_test/objects", late.append, objects_qos())
+        assert _wait(lambda: late)  # published before this subscriber existed
+        assert [d.id for d in late[-1].detections] == ["1"] and late[-1].header.frame_id == "odom"
+        stale = RGBDFrame(np.zeros((240, 320, 3), np.uint8), np.full((240, 320), 4.0, np.float32), camera,
+                          9 * S, CAMERA_FRAME)
+        with pytest.raises(InputError, match="stale"):
+            feed.feed(GroundingResult([], "test"), stale)
+        assert len(feed.memory) == 1  # nothing lost
+        with pytest.raises(InputError, match="pose source"):
+            MemoryFeed(node, ObjectMemory(), "gps")
+        none_feed = MemoryFeed(node, ObjectMemory(), "none")
+        with pytest.raises(InputError, match="set the memory frame to 'camera_color_optical_frame'"):
+            none_feed.pose_for(stale)  # memory frame 'odom' but no pose source: it must be the camera frame
+        fixed = MemoryFeed(node, ObjectMemory(MemoryConfig(frame_id=CAMERA_FRAME, up=(0.0, -1.0, 0.0))), "none")
+        assert np.array_equal(fixed.pose_for(stale).matrix, np.eye(4))
+        fixed.close()
+        none_feed.close()
+        feed.close()
+        assert len(feed.memory) == 0
+    finally:
+        ros_executor.remove_node(node)
+        ros_executor.remove_node(helper)
+        node.destroy_node()
+        helper.destroy_node()

@@ -139,3 +139,93 @@ def memory_markers(objects: Sequence[MemoryObject], header: Header, basis: Gravi
 
 def memory_header(frame_id: str, stamp_ns: Optional[int]) -> Header:
     return Header(frame_id=frame_id, stamp=ns_to_stamp(int(stamp_ns or 0)))
+
+
+class MemoryFeed:
+    """What the node holds when the object memory is on: the memory, its pose source and its two topics.
+
+    pose_source: "tf" (tf_lookup: ros.tf.TfLookup, the camera optical frame looked up in the memory frame at the
+    image stamp), "topic" (pose_topic carries PoseStamped, or nav_msgs/Odometry with pose_type "odometry"), or
+    "none" (the memory is kept in the camera's optical frame: its frame_id must be that frame). Publishes
+    ~/objects (Detection3DArray) and ~/objects_markers (MarkerArray), both transient-local.
+    """
+
+    def __init__(self, node, memory: ObjectMemory, pose_source: str, pose_topic: str = "", pose_type: str = "pose",
+                 tf_lookup=None, tf_timeout_s: float = 0.05):
+        if pose_source not in POSE_SOURCES:
+            raise InputError(f"memory pose source must be one of {list(POSE_SOURCES)}, got {pose_source!r}")
+        if pose_source == "tf" and tf_lookup is None:
+            raise InputError("memory pose source 'tf' needs tf2 (set a target frame or use the 'topic' source)")
+        self.node, self.memory, self.pose_source = node, memory, pose_source
+        self._tf, self._tf_timeout_s = tf_lookup, float(tf_timeout_s)
+        self.poses = PoseBuffer()
+        self._camera_frame = ""
+        self._subscription = None
+        self.last_pose_error = ""
+        if pose_source == "topic":
+            if not pose_topic:
+                raise InputError("memory pose source 'topic' needs a pose topic name")
+            self._subscription = node.create_subscription(_pose_message_type(pose_type), pose_topic,
+                                                          self._on_pose, 50)
+        self._objects_pub = node.create_publisher(Detection3DArray, "~/objects", objects_qos())
+        self._markers_pub = node.create_publisher(MarkerArray, "~/objects_markers", objects_qos())
+
+    def _on_pose(self, msg) -> None:
+        # the camera frame is known once the first image arrived; until then any child frame is kept
+        try:
+            self.poses.add(camera_pose_from_msg(msg, self._camera_frame or getattr(msg, "child_frame_id", "") or ""))
+        except InputError as exc:  # a bad message is refused and said, the node keeps serving
+            self.last_pose_error = str(exc)
+            self.node.get_logger().warning(f"camera pose refused: {exc}", throttle_duration_sec=5.0)
+
+    def pose_for(self, frame) -> CameraPose:
+        """The camera pose at the frame's stamp from the configured source; InputError says why there is none."""
+        self._camera_frame = frame.frame_id
+        tolerance_s = self.memory.config.max_pose_offset_s
+        if self.pose_source == "none":
+            if frame.frame_id != self.memory.frame_id:
+                raise InputError(f"with no pose source the memory is kept in the camera frame, but it is kept in "
+                                 f"'{self.memory.frame_id}': set the memory frame to '{frame.frame_id}' or give a "
+                                 "pose source (tf or topic)")
+            return CameraPose.identity(frame.frame_id, frame.stamp_ns)
+        if self.pose_source == "tf":
+            return camera_pose_from_tf(self._tf, self.memory.frame_id, frame.frame_id, frame.stamp_ns,
+                                       self._tf_timeout_s)
+        return self.poses.at(frame.stamp_ns, tolerance_s)
+
+    def feed(self, grounding, frame, scope=None):
+        """Ingest one grounding (scope as ObjectMemory.ingest) and publish the memory; InputError for a pose that
+        cannot be had or is refused (nothing else is lost; the caller logs it and keeps serving)."""
+        update = self.memory.ingest(grounding, frame, self.pose_for(frame), scope=scope)
+        self.publish(frame.stamp_ns)
+        return update
+
+    def publish(self, now_ns: int) -> None:
+        objects = self.memory.objects()
+        header = memory_header(self.memory.frame_id, now_ns)
+        self._objects_pub.publish(memory_detections(objects, header, self.memory.basis))
+        self._markers_pub.publish(memory_markers(objects, header, self.memory.basis, now_ns))
+
+    def close(self) -> None:
+        """Lifecycle cleanup: forget everything and drop the topics."""
+        self.memory.clear()
+        self.poses.clear()
+        if self._subscription is not None:
+            self.node.destroy_subscription(self._subscription)
+        self.node.destroy_publisher(self._objects_pub)
+        self.node.destroy_publisher(self._markers_pub)
+
+
+def _pose_message_type(pose_type: str):
+    if pose_type == "pose":
+        from geometry_msgs.msg import PoseStamped
+
+        return PoseStamped
+    if pose_type == "odometry":
+        try:
+            from nav_msgs.msg import Odometry
+        except ImportError as exc:
+            raise InputError(f"memory pose type 'odometry' needs nav_msgs ({exc}): install ros-$ROS_DISTRO-nav-msgs "
+                             "or publish a geometry_msgs/PoseStamped") from exc
+        return Odometry
+    raise InputError(f"memory pose type must be 'pose' (PoseStamped) or 'odometry', got {pose_type!r}")
