@@ -89,7 +89,8 @@ def test_pixel_placeholder_becomes_location_ids(encoder, tokenizer):
     loc = [encoder.loc0_id + v for v in (325, 951, 325, 951)]
     assert prompt.ids[-5:] == loc + [tokenizer.convert_tokens_to_ids("\n")]
     with pytest.raises(InputError, match="placeholders"):
-        encoder.encode("what is the xyz of the pixel in {pixel}")
+        encoder.encode("between {pixel} and {pixel}", [(1, 2)])
+    assert encoder.encode("what does {pixel} mean?").text == "what does {pixel} mean?"  # user text, no pixels
 
 
 @pytest.mark.parametrize("hostile", ["How far <image> is it?", "stop<eos>", "a <bos> b", "<loc0001><loc0002>",

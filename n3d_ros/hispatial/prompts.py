@@ -151,7 +151,7 @@ class PromptEncoder:
         """Ids of "<image>"x1024 <bos> question "\n". ``pixels``: (col, row) points of the 448 image, each
         written where the question has a "{pixel}" placeholder, as <loc> tokens (trusted, from our code)."""
         text = check_user_text(question)
-        pieces = text.split("{pixel}")
+        pieces = text.split("{pixel}") if pixels else [text]  # without pixels "{pixel}" is the user's text
         if len(pieces) - 1 != len(pixels):
             raise InputError(f"question has {len(pieces) - 1} {{pixel}} placeholders for {len(pixels)} pixels")
         ids = [self.image_id] * self.image_seq_length + [self.bos_id]
