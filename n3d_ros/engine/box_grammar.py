@@ -141,8 +141,8 @@ class _ClassSegments:
             self.line_break[k] = "\n" in part or "\r" in part
 
     def may_fit(self, count: int, depth: int) -> np.ndarray:
-        """Tokens whose class part is allowed from ("cls", count, depth); exact except after a ',', which the
-        caller checks with the state machine."""
+        """Tokens whose class part is allowed from ("cls", count, depth): exact for tokens without a ',';
+        for the others only their class part is checked and the caller runs the state machine on the rest."""
         ok = ~self.line_break & (depth + self.lowest >= 0) & (depth + self.highest <= MAX_CLASS_PAREN_DEPTH)
         ok &= count + depth + self.peak <= MAX_CLASS_CHARS
         ends = (depth + self.change == 0) & (count + self.length > 0)  # a ',' needs a closed, non-empty class
@@ -174,6 +174,7 @@ class BoxGrammar:
         self._lengths = lengths
         self._pure_class = pure_class
         self._structure = _ClassSegments([self.token_texts[tid] for tid in self._class_structure])
+        self._structure_ids = np.asarray(self._class_structure, dtype=np.int64)
         self._cache: Dict[State, np.ndarray] = {}
 
     @classmethod
@@ -208,8 +209,9 @@ class BoxGrammar:
             mask |= self._pure_class & (self._lengths <= room) & (self._lengths > 0)
             # a token with ',' or parentheses is allowed wherever its characters fit the state (" (", "red)",
             # "),1"): a vectorised pre-filter on its class part, then the state machine on the survivors
-            structure = np.asarray(self._class_structure, dtype=np.int64)
-            candidates = structure[self._structure.may_fit(state[1], state[2])].tolist()
+            fits = self._structure.may_fit(state[1], state[2])
+            mask[self._structure_ids[fits & ~self._structure.has_comma]] = True  # exact without a ','
+            candidates = self._structure_ids[fits & self._structure.has_comma].tolist()
         else:
             probe = ("lit", line_literal(state[1]), 0, state[1]) if state[0] == "nl" else state
             first_chars = self._first_chars(probe)
