@@ -83,6 +83,9 @@ def harness_factory(ros_context, ros_executor):
         return made[-1]
 
     yield make
+    # Stop spinning first: destroying a node (its action server) while the spin thread builds its wait set
+    # raised "action server pointer is invalid" in that thread.
+    ros_executor.shutdown(timeout_sec=5.0)
     for harness in made:
         harness.close()
 
