@@ -8,7 +8,7 @@ after the queries, after each cleanup, and the process's peak (VmHWM).
   pipeline+trim    the same, then release_freed_memory() (gc + glibc malloc_trim) after close
   node-no-trim     N3DNode over real DDS with malloc_trim disabled: the node as it was before the fix
   node             N3DNode: configure, activate, queries through ~/query, deactivate, cleanup (cleanup trims:
-                   n3d_ros/ros/memory.py)
+                   n3d_ros/ros/freed_memory.py)
 Run: . ci/env.sh && python bench/bench_node_memory.py [--cycles 4 --queries 6]   (minutes on 2 cores)
 
 Measured here (2-core CPU, --cycles 3 --queries 4, MiB): loaded 602 (pipeline) / 648 (node); after the
@@ -63,7 +63,7 @@ def run_pipeline(cycles: int, queries: int, trim: bool) -> dict:
     import gc
 
     from n3d_ros.pipeline import Pipeline, PipelineConfig
-    from n3d_ros.ros.memory import release_freed_memory
+    from n3d_ros.ros.freed_memory import release_freed_memory
 
     scenes = _scenes(queries)
     config = PipelineConfig.from_dict(_config())
@@ -109,13 +109,13 @@ def run_node(cycles: int, queries: int, trim: bool) -> dict:
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, Image
 
-    from n3d_ros.ros import memory
+    from n3d_ros.ros import freed_memory
     from n3d_ros.ros.client import call
     from n3d_ros.ros.executor import QueuedOnceExecutor
     from n3d_ros.ros.node import N3DNode
 
     if not trim:
-        memory._malloc_trim = lambda: None  # the node as it was: gc and the CUDA cache only
+        freed_memory._malloc_trim = lambda: None  # the node as it was: gc and the CUDA cache only
     topics = {"color_topic": "/bench_cam/color", "depth_topic": "/bench_cam/depth",
               "camera_info_topic": "/bench_cam/info"}
     context = rclpy.Context()

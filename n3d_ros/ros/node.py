@@ -36,7 +36,7 @@ from ..pipeline import Pipeline
 from .detection import BackgroundDetection
 from .diagnostics import NodeStats
 from .inputs import InputStreams
-from .memory import release_freed_memory
+from .freed_memory import release_freed_memory
 from .outputs import RELIABLE, Outputs
 from .params import MAX_QUEUED_QUERIES_LIMIT, PARAMETERS, check_bounds, validate
 from .queries import QueryServer

@@ -3,7 +3,7 @@
 Closing the pipeline drops the model's tensors, but glibc keeps the freed pages in its malloc arenas (one per
 thread that allocated: the inference thread, executor threads), so RSS stays near its peak for the life of the
 process. malloc_trim(0) returns free pages of every arena to the system. GPU blocks cached by torch's allocator
-are returned with torch.cuda.empty_cache(). bench/bench_memory.py measures the effect.
+are returned with torch.cuda.empty_cache(). bench/bench_node_memory.py measures the effect.
 """
 
 from __future__ import annotations
