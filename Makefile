@@ -1,5 +1,8 @@
 # Our own environment without a system ROS (see README): `make test`, `make demo`.
-# Every target sets up first; setup is idempotent and takes seconds once done (ci/setup.sh).
+# Every target sets up first; setup is idempotent and takes seconds once done (ci/setup.sh, ci/setup_tools.sh).
+# `make test` is what CI runs (ci/ci.sh): the requirements and Python 3.10 checks, the whole suite, the model
+# tests under the oldest transformers and the ROS tests under ROS 2 Jazzy. `make test TESTS=...` runs only
+# those tests, in the main environment.
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 .PHONY: setup test demo bench clean distclean
@@ -9,9 +12,10 @@ TESTS ?=
 
 setup:
 	@ci/setup.sh
+	@ci/setup_tools.sh
 
 test: setup
-	@ci/run_tests.sh $(TESTS)
+	@if [ -n "$(TESTS)" ]; then ci/run_tests.sh $(TESTS); else ci/ci.sh; fi
 
 demo: setup
 	@set +u && . ci/env.sh && set -u && install/n3d_ros/lib/n3d_ros/n3d-demo --out out
@@ -20,7 +24,7 @@ bench: setup
 	@set +u && . ci/env.sh && set -u && python bench/bench_node.py
 
 clean:
-	rm -rf build install log
+	rm -rf build install log build-jazzy install-jazzy log-jazzy
 
 distclean: clean
-	rm -rf .venv out
+	rm -rf .venv .venv-jazzy .venv-tools .overlay-oldest out

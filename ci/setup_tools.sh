@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up what the CI checks need besides .venv (ci/setup.sh), each stamped on the hash of its inputs:
+#   .venv-tools      pip and vermin for ci/check_requirements.sh and ci/check_py310.py (ci/requirements-tools.txt);
+#   .overlay-oldest  the oldest transformers/tokenizers/tiktoken we claim (ci/requirements-oldest.txt), for
+#                    ci/run_oldest.sh; installed --no-deps next to .venv and verified with `pip check`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3.11}"
+TOOLS="$ROOT/.venv-tools"
+OVERLAY="$ROOT/.overlay-oldest"
+hash_of() { sha256sum | cut -c1-16; }
+quiet_pip() { grep -v '^WARNING: Location .* is ignored' || true; }  # notes about absent local index dirs
+
+tools_stamp="$TOOLS/.n3d-tools-$(cat ci/requirements-tools.txt | hash_of)"
+if [ ! -f "$tools_stamp" ]; then
+  start=$SECONDS
+  [ -x "$TOOLS/bin/python" ] || "$PYTHON" -m venv "$TOOLS"
+  "$TOOLS/bin/python" -m pip install --disable-pip-version-check -q -r ci/requirements-tools.txt 2>&1 | quiet_pip
+  rm -f "$TOOLS"/.n3d-tools-*
+  touch "$tools_stamp"
+  echo "setup_tools: .venv-tools ready in $((SECONDS - start)) s"
+fi
+
+[ -x .venv/bin/python ] || { echo "setup_tools: error: no .venv; run ci/setup.sh first" >&2; exit 1; }
+overlay_stamp="$OVERLAY/.n3d-overlay-$(cat ci/requirements-oldest.txt ci/constraints.txt | hash_of)"
+if [ ! -f "$overlay_stamp" ]; then
+  start=$SECONDS
+  rm -rf "$OVERLAY"
+  .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps --target "$OVERLAY" \
+    -r ci/requirements-oldest.txt 2>&1 | quiet_pip
+  # Every requirement of every package, overlay first and then .venv, must be met.
+  PYTHONPATH="$OVERLAY" .venv/bin/python -m pip check --disable-pip-version-check \
+    || { echo "setup_tools: error: .overlay-oldest does not fit .venv; add what pip check names to ci/requirements-oldest.txt" >&2; exit 1; }
+  touch "$overlay_stamp"
+  echo "setup_tools: .overlay-oldest ready in $((SECONDS - start)) s"
+fi
