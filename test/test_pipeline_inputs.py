@@ -140,11 +140,12 @@ def test_the_check_runs_once_per_frame_and_a_good_frame_is_answered(tabletop, sc
     calls = []
     real = depth_check.depth_problem
     monkeypatch.setattr(depth_check, "depth_problem", lambda *a: calls.append(1) or real(*a))
-    first = tabletop.ask(frame, "how far is the red sphere from the camera?")
-    tabletop.ask(frame, "where is the red sphere?")
+    a, b = scene.objects[0], scene.objects[1]
+    first = tabletop.ask(frame, f"how far is the {a.label} from the {b.label}?")
+    tabletop.ask(frame, f"where is the {a.label}?")
     tabletop.detect(frame)
     assert calls == [1] and len(frame.checks) == 1
-    assert first.success or "I see no" not in first.message  # a usable frame reaches the backend
+    assert first.success, first  # a usable frame is answered as before
 
 
 def test_n3d_refuses_bad_depth_before_the_model_runs(scripted_pipeline, scene):
@@ -197,8 +198,8 @@ def test_n3d_refuses_extreme_sizes_up_front(scripted_pipeline, width, height, wh
 
 def test_n3d_runs_at_the_smallest_sizes_the_rule_allows(tiny):  # noqa: F811
     pipeline = Pipeline(N3DBackend(tiny), PipelineConfig(backend="n3d"))
-    for width, height in ((1280, 30), (30, 1280), (28, 112), (56, 56)):
-        result = pipeline.detect(tiny_frame(width, height, focal=300.0 if max(width, height) > 1000 else None))
+    for width, height in ((1280, 30), (28, 112)):  # the shortest 640-px image, the fewest pixels
+        result = pipeline.detect(tiny_frame(width, height, focal=300.0 if width > 1000 else None))
         assert result.backend == "n3d"  # the real processor and model took it
 
 
