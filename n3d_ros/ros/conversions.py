@@ -128,6 +128,7 @@ def camera_from_msg(info: CameraInfo, frame_id: str) -> PinholeCamera:
 def frame_from_msgs(color: Image, depth: Image, info: CameraInfo, min_range_m: float,
                     max_range_m: float) -> RGBDFrame:
     """Decode a matched set into an RGBDFrame (raises InputError saying what is wrong)."""
+    from ..core.depth_check import read_depth_payload
     from ..core.images import decode_color, decode_depth
 
     problem = check_alignment(color, depth, info)
@@ -136,11 +137,15 @@ def frame_from_msgs(color: Image, depth: Image, info: CameraInfo, min_range_m: f
     frame_id = color.header.frame_id or "camera_color_optical_frame"
     rgb = decode_color(bytes(color.data), color.encoding, color.width, color.height, step=color.step,
                        is_bigendian=bool(color.is_bigendian))
-    metres = decode_depth(bytes(depth.data), DEPTH_ENCODING_ALIASES.get(depth.encoding, depth.encoding),
-                          depth.width, depth.height, step=depth.step, is_bigendian=bool(depth.is_bigendian),
-                          min_range_m=min_range_m, max_range_m=max_range_m)
+    encoding, payload = DEPTH_ENCODING_ALIASES.get(depth.encoding, depth.encoding), bytes(depth.data)
+    layout = dict(step=depth.step, is_bigendian=bool(depth.is_bigendian))
+    metres = decode_depth(payload, encoding, depth.width, depth.height, min_range_m=min_range_m,
+                          max_range_m=max_range_m, **layout)
+    # What the sensor sent before the range was applied, so that a refusal can say "all 65535", "looks like
+    # millimetres in a 32FC1 image" or "wrong is_bigendian" (core/depth_check.py).
+    readout = read_depth_payload(payload, encoding, depth.width, depth.height, **layout)
     return RGBDFrame(color=rgb, depth=metres, camera=camera_from_msg(info, frame_id),
-                     stamp_ns=stamp_to_ns(color.header.stamp), frame_id=frame_id)
+                     stamp_ns=stamp_to_ns(color.header.stamp), frame_id=frame_id, depth_readout=readout)
 
 
 # ---------------------------------------------------------------------- core -> sensor messages
