@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from ..core.types import InputError
 
-SUBCOMMANDS = ("scene", "detect", "ask")
+SUBCOMMANDS = ("scene", "detect", "ask", "export_gguf")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+"""Language-model runtimes under the N3D engine, in one run: transformers fp32/bf16 vs llama.cpp f16/q8_0/q4_k_m.
+
+A random-weight Qwen2.5-VL whose language model has a real shape (0.5b: Qwen2.5-0.5B's, hidden 896, 24 layers,
+14 heads, 2 KV heads; 7b: Qwen2.5-VL-7B's published config) so that reading the weights, not Python, sets the
+decode speed. For each runtime it prints medians of:
+  * TTFT: detection prompt on a new 640x480 frame (vision stage + prefill + first token), and the vision stage
+    alone (the same torch code for every runtime);
+  * decode tok/s: single-token greedy steps after the prefix;
+  * ms per box line: drafted, grammar-constrained detection on the random model (its lines are not the real
+    model's: tokens per line are printed next to it) and 35 plain decode steps (a typical line);
+  * each decode rate as a fraction of the memory-bandwidth ceiling, bandwidth / weight bytes read per token,
+    with the bandwidth measured in this run (a large read-only reduction, median of several).
+--bins: per-field bin agreement of box lines of q8_0 / q4_k_m exports against f32, on the tiny model taught the
+box grammar (bench/tiny_box_speaker.py).
+
+Usage: python bench/bench_runtimes.py [--shape 0.5b|7b] [--device cpu|cuda] [--runtimes a,b] [--bins]
+Runs offline (random weights from a config; tokenizer from engine.tokenizer). On CUDA the transformers runtime
+always runs; llama.cpp runs where llama-cpp-python is installed (built with -DGGML_CUDA=on to use the GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_engine_speed import tiny_inputs  # noqa: E402  (the tests' synthetic frame)
+
+ALL_RUNTIMES = ("transformers-fp32", "transformers-bf16", "llamacpp-f16", "llamacpp-q8_0", "llamacpp-q4_k_m")
+BOX_LINE_TOKENS = 35  # a typical `bbox_k=Bbox(class,U,V,Z,A,SX,SY,SZ)` line (README: perf notes)
+FIELDS = ("U", "V", "Z", "A", "SX", "SY", "SZ")
+
+SHAPES = {
+    "0.5b": {"text": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                      "num_attention_heads": 14, "num_key_value_heads": 2, "tie_word_embeddings": True,
+                      "mrope_section": [16, 24, 24]},
+             # a small vision tower: this benchmark is about the language model (vision width stays 1280)
+             "vision": {"depth": 2, "intermediate_size": 256, "fullatt_block_indexes": [1]}},
+    "7b": {"text": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                    "num_attention_heads": 28, "num_key_value_heads": 4, "tie_word_embeddings": False,
+                    "mrope_section": [16, 24, 24]},
+           "vision": {"depth": 32, "intermediate_size": 3420, "fullatt_block_indexes": [7, 15, 23, 31]}},
+}
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def sync(device):
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------- model
+def bench_config(shape: str):
+    from transformers import Qwen2_5_VLConfig
+
+    spec = SHAPES[shape]
+    text = spec["text"]
+    return Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": 152064, "hidden_size": text["hidden_size"], "intermediate_size": text["intermediate_size"],
+            "num_hidden_layers": text["num_hidden_layers"], "num_attention_heads": text["num_attention_heads"],
+            "num_key_value_heads": text["num_key_value_heads"], "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-6, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
+                                                      "mrope_section": text["mrope_section"]},
+            "bos_token_id": 151643, "eos_token_id": 151645, "tie_word_embeddings": text["tie_word_embeddings"],
+        },
+        vision_config={
+            "depth": spec["vision"]["depth"], "hidden_size": 1280, "intermediate_size": spec["vision"]["intermediate_size"],
+            "num_heads": 16, "out_hidden_size": text["hidden_size"], "patch_size": 14, "spatial_merge_size": 2,
+            "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": spec["vision"]["fullatt_block_indexes"],
+            "hidden_act": "silu",
+        },
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        tie_word_embeddings=text["tie_word_embeddings"],
+    )
+
+
+def random_checkpoint(shape: str, device: str, save: bool):
+    """(model fp32 on device, checkpoint dir or None). The directory is what export-gguf reads."""
+    import json
+
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from n3d_ros.engine.tiny import GENERATION_CONFIG, PREPROCESSOR_CONFIG
+    from n3d_ros.engine.tokenizer import cache_root, offline_qwen_tokenizer
+
+    torch.manual_seed(0)
+    dtype = torch.float32 if shape == "0.5b" else torch.bfloat16
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(bench_config(shape), dtype=dtype).eval()
+    directory = None
+    if save:
+        directory = cache_root() / f"bench_qwen2_5_vl_{shape}"
+        if not (directory / "generation_config.json").is_file():
+            model.save_pretrained(str(directory))
+            offline_qwen_tokenizer().save_pretrained(str(directory))
+            (directory / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2))
+            (directory / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2))
+        else:  # the same seed wrote it: load those weights so every runtime runs the same model
+            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(directory), dtype=dtype).to(device).eval()
+    return model, directory
+
+
+# ---------------------------------------------------------------- bandwidth
+def read_bandwidth(device: str, gib: float = 1.0, repeats: int = 7) -> float:
+    """Bytes/s of a read-only reduction over a buffer much larger than the caches (what decode does)."""
+    import torch
+
+    n = int(gib * 2**30 // 4)
+    buf = torch.ones(n, dtype=torch.float32, device=device)
+    buf.sum()  # warm-up
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        buf.sum()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    del buf
+    return n * 4 / median(times)
+
+
+def weight_bytes_torch(model, dtype_bytes: int) -> int:
+    """Weights read per decode token: the language model and the output layer (not the embedding gather)."""
+    text = model.config.get_text_config()
+    lm = sum(p.numel() for p in model.model.language_model.parameters())
+    embed = model.model.language_model.embed_tokens.weight.numel()
+    head = embed if text.tie_word_embeddings else model.lm_head.weight.numel()
+    return (lm - embed + head) * dtype_bytes
+
+
+def weight_bytes_gguf(path) -> int:
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    sizes = {t.name: int(t.n_bytes) for t in reader.tensors}
+    if "output.weight" in sizes:  # untied: token_embd is only gathered, one row per token
+        return sum(sizes.values()) - sizes["token_embd.weight"]
+    return sum(sizes.values())  # tied: token_embd is the output layer, read whole
+
+
+# ---------------------------------------------------------------- one runtime
+def make_engine(model, runtime, max_new_tokens=160):
+    from transformers import AutoTokenizer
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from n3d_ros.engine.fast_engine import FastN3DEngine
+    from n3d_ros.engine.tiny import cached_tiny_checkpoint
+
+    source = str(cached_tiny_checkpoint())  # same tokenizer and processor files as every Qwen2.5-VL
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    processor = Qwen2VLImageProcessorPil.from_pretrained(source)
+    from n3d_ros.engine.tiny import GENERATION_CONFIG
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(**GENERATION_CONFIG)
+    return FastN3DEngine(model, tokenizer, processor, max_new_tokens=max_new_tokens, runtime=runtime, source=source)
+
+
+def measure(engine, device, decode_tokens, repeats):
+    import torch
+
+    from n3d_ros.engine.fast_decode import count_box_lines
+    from n3d_ros.engine.prompts import detection_text
+    from n3d_ros.engine.vision_stage import image_embeddings
+
+    inputs = tiny_inputs(h=480)
+    vision = engine.encode_image(inputs)
+    runtime = engine.runtime
+    engine.detect(inputs, vision)  # warm-up: kernels, allocator, grammar tables
+    vision_s, ttft_s = [], []
+    for _ in range(repeats):
+        engine.prefix_cache.clear()
+        turn = engine.build_inputs(inputs, detection_text(), vision)
+        sync(device)
+        start = time.perf_counter()
+        image_embeddings(engine.model, engine.hook, turn.model_kwargs["pixel_values"],
+                         turn.model_kwargs["image_grid_thw"], turn.points, turn.map_hw, turn.grid_hw)
+        sync(device)
+        vision_s.append(time.perf_counter() - start)
+        turn.frame_ref = inputs
+        start = time.perf_counter()
+        prefix, end = engine._prefix_for(turn)
+        logits = runtime.forward(turn.prompt.ids[end:])
+        int(torch.argmax(logits[-1]))
+        sync(device)
+        ttft_s.append(time.perf_counter() - start)
+    # decode: single-token steps, each fed the previous argmax (EOS is fed like any token: fixed length)
+    steps = []
+    for _ in range(max(1, repeats // 2)):
+        runtime.restore(prefix)
+        token = int(torch.argmax(runtime.forward(turn.prompt.ids[end:])[-1]))
+        for _ in range(decode_tokens):
+            start = time.perf_counter()
+            token = int(torch.argmax(runtime.forward([token])[-1]))
+            sync(device)
+            steps.append(time.perf_counter() - start)
+    runtime.restore(prefix)
+    step = median(steps)
+    # drafted, constrained detection on a cached prefix
+    line_ms, tokens_per_line = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        grounding = engine.detect(inputs, vision)
+        elapsed = time.perf_counter() - start
+        lines = count_box_lines(grounding.turn.text)
+        if lines:
+            line_ms.append(1000 * elapsed / lines)
+            tokens_per_line.append(len(grounding.turn.token_ids) / lines)
+    return {"vision_s": median(vision_s), "ttft_s": median(ttft_s), "tok_s": 1 / step,
+            "plain_line_ms": 1000 * step * BOX_LINE_TOKENS,
+            "drafted_line_ms": median(line_ms) if line_ms else float("nan"),
+            "tokens_per_line": median(tokens_per_line) if tokens_per_line else float("nan")}
+
+
+def run_runtime(name, model, directory, device, args, gguf_dir):
+    import torch
+
+    from n3d_ros.engine.runtimes.transformers_rt import TransformersRuntime
+
+    kind, variant = name.split("-", 1)
+    if kind == "transformers":
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[variant]
+        copy = model.to(dtype)  # in place: bf16 runs last (see main), as load_engine(dtype=...) would load it
+        runtime = TransformersRuntime(copy)
+        engine = make_engine(copy, runtime)
+        nbytes = weight_bytes_torch(copy, 4 if dtype == torch.float32 else 2)
+    else:
+        from n3d_ros.engine.runtimes.gguf_export import export_gguf
+        from n3d_ros.engine.runtimes.llamacpp_rt import LlamaCppRuntime
+
+        path = gguf_dir / f"{directory.name}-{variant}.gguf"
+        if not path.is_file():
+            start = time.perf_counter()
+            export_gguf(directory, path, variant)
+            print(f"   exported {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
+        copy = model
+        runtime = LlamaCppRuntime(path, image_token_id=151655, n_ctx=2048)
+        engine = make_engine(copy, runtime)
+        nbytes = weight_bytes_gguf(path)
+    try:
+        result = measure(engine, device, args.decode_tokens, args.repeats)
+    finally:
+        engine.prefix_cache.clear()
+        engine.hook.remove()
+        runtime.close()
+    result["bytes"] = nbytes
+    return result, copy
+
+
+# ---------------------------------------------------------------- bin agreement
+def bin_agreement(frames: int, gguf_dir: Path):
+    from n3d_ros.engine.box_parser import parse_boxes
+    from n3d_ros.engine.model import load_engine
+    from n3d_ros.engine.runtimes.gguf_export import export_gguf
+    from n3d_ros.engine.runtimes.select import make_runtime
+    from n3d_ros.engine.fast_engine import FastN3DEngine
+    from tiny_box_speaker import cached_box_speaker
+
+    speaker = cached_box_speaker()
+    boxes = {}
+    for quant in ("f32", "q8_0", "q4_k_m"):
+        path = gguf_dir / f"box_speaker-{quant}.gguf"
+        if not path.is_file():
+            export_gguf(speaker, path, quant)
+        base = load_engine(str(speaker), device="cpu", dtype="float32", max_new_tokens=200)
+        engine = FastN3DEngine.from_engine(base, runtime=make_runtime(base, "llamacpp", str(path)))
+        boxes[quant] = [parse_boxes(engine.detect(tiny_inputs(seed=s)).turn.text).boxes for s in range(frames)]
+        engine.close()
+    print(f"\n3. Bin agreement of box lines against the f32 export (tiny box speaker, {frames} frames, greedy)")
+    print(f"   {'export':>7} {'lines':>6} {'same class':>10} " + " ".join(f"{f:>9}" for f in FIELDS) + "   (exact / mean |d bin|)")
+    for quant in ("q8_0", "q4_k_m"):
+        pairs = [(a, b) for fa, fb in zip(boxes["f32"], boxes[quant]) for a, b in zip(fa, fb)]
+        total = sum(len(f) for f in boxes["f32"])
+        same_class = sum(a.label == b.label for a, b in pairs) / max(1, len(pairs))
+        cells = []
+        for k in range(7):
+            exact = sum(a.bins[k] == b.bins[k] for a, b in pairs) / max(1, len(pairs))
+            mean_abs = sum(abs(a.bins[k] - b.bins[k]) for a, b in pairs) / max(1, len(pairs))
+            cells.append(f"{exact:4.0%}/{mean_abs:4.1f}")
+        print(f"   {quant:>7} {len(pairs):>3}/{total:<3} {same_class:>9.0%} " + " ".join(f"{c:>9}" for c in cells))
+    print("   (hidden 64: no row is a multiple of 256, so llama.cpp stores q4_k_m's k-quant tensors in its fallback types)")
+
+
+# ---------------------------------------------------------------- main
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="0.5b")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runtimes", default=",".join(ALL_RUNTIMES))
+    parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bins", action="store_true", help="also the q8_0/q4_k_m bin agreement (tiny box speaker)")
+    parser.add_argument("--bins-frames", type=int, default=12)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--gguf-dir", default="", help="where exports go (default: the cache directory)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from n3d_ros.engine.tokenizer import cache_root
+
+    names = [n for n in args.runtimes.split(",") if n]
+    unknown = sorted(set(names) - set(ALL_RUNTIMES))
+    if unknown:
+        parser.error(f"unknown runtimes {unknown}; known: {list(ALL_RUNTIMES)}")
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        dropped = [n for n in names if n.startswith("llamacpp")]
+        names = [n for n in names if not n.startswith("llamacpp")]
+        if dropped:
+            print(f"llama-cpp-python is not installed: skipping {dropped}")
+    gguf_dir = Path(args.gguf_dir or cache_root() / "gguf")
+    gguf_dir.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()
+    print(f"bench_runtimes: shape {args.shape}, device {args.device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load average {load[0]:.1f}/{load[1]:.1f}")
+    if not args.skip_speed:
+        bandwidth = [read_bandwidth(args.device)]
+        model, directory = random_checkpoint(args.shape, args.device, save=any(n.startswith("llamacpp") for n in names))
+        results = {}
+        # llama.cpp first, while the fp32 model is what the export reads; transformers bf16 last (it converts)
+        order = sorted(names, key=lambda n: (n.startswith("transformers"), n.endswith("bf16")))
+        for name in order:
+            print(f"   running {name} ...", flush=True)
+            results[name], model = run_runtime(name, model, directory, args.device, args, gguf_dir)
+            gc.collect()
+        bandwidth.append(read_bandwidth(args.device))
+        bw = median(bandwidth)
+        print(f"\n1. Memory bandwidth (read-only reduction over 1 GiB, start/end of run): "
+              f"{bandwidth[0] / 1e9:.1f} / {bandwidth[1] / 1e9:.1f} GB/s; ceiling uses {bw / 1e9:.1f} GB/s")
+        print(f"\n2. Decoding, {args.shape} language-model shape, random weights, 640x480 frame (391 image tokens); "
+              f"medians of {args.repeats}")
+        print(f"   {'runtime':>18} {'MB/token':>9} {'vision s':>9} {'TTFT s':>7} {'tok/s':>7} {'ceiling':>8} "
+              f"{'of ceil':>8} {'x bf16':>7} {'plain ms/line':>14} {'drafted ms/line':>16}")
+        reference = results.get("transformers-bf16", {}).get("tok_s")
+        for name in [n for n in ALL_RUNTIMES if n in results]:
+            r = results[name]
+            ceiling = bw / r["bytes"]
+            ratio = f"{r['tok_s'] / reference:6.2f}x" if reference else "    n/a"
+            print(f"   {name:>18} {r['bytes'] / 1e6:9.0f} {r['vision_s']:9.3f} {r['ttft_s']:7.3f} {r['tok_s']:7.1f} "
+                  f"{ceiling:8.1f} {r['tok_s'] / ceiling:8.0%} {ratio:>7} {r['plain_line_ms']:14.0f} "
+                  f"{r['drafted_line_ms']:10.0f} ({r['tokens_per_line']:.0f} t)")
+        print(f"   plain ms/line = {BOX_LINE_TOKENS} single-token steps; drafted = constrained detection on this random "
+              "model per line (t = its tokens per line)")
+        load = os.getloadavg()
+        print(f"   load average at the end: {load[0]:.1f}/{load[1]:.1f} (shared machine: timings are noisy)")
+        del model
+        gc.collect()
+    if args.bins:
+        bin_agreement(args.bins_frames, gguf_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
