@@ -11,7 +11,7 @@ EXPECTED_RESPONSE = {
     "success": "boolean", "message": "string", "answer": "string", "reasoning": "string",
     "has_value": "boolean", "value": "double", "unit": "string", "answer_path": "string",
     "objects": "vision_msgs/Detection3DArray", "objects_2d": "vision_msgs/Detection2DArray",
-    "latency_s": "double",
+    "latency_s": "double", "from_memory_ids": "sequence<string>", "from_memory_ages_s": "sequence<double>",
 }
 EXPECTED_REQUEST = {"query": "string", "timeout_s": "double", "require_fresh_frame": "boolean",
                     "target_frame": "string"}
@@ -60,6 +60,17 @@ def test_action_and_message_types(ros_context):
     assert {k: answer_fields[k] for k in ("query", "answer", "value", "unit", "objects")} == {
         "query": "string", "answer": "string", "value": "double", "unit": "string",
         "objects": "vision_msgs/Detection3DArray"}
+    assert answer_fields["from_memory_ids"] == "sequence<string>"
+
+
+def test_object_memory_service_type(ros_context):
+    from n3d_ros.srv import ObjectMemory
+
+    assert ObjectMemory.Request.get_fields_and_field_types() == {
+        "operation": "string", "phrase": "string", "include_tentative": "boolean", "id": "uint32"}
+    assert ObjectMemory.Response.get_fields_and_field_types() == {
+        "success": "boolean", "message": "string", "objects": "vision_msgs/Detection3DArray",
+        "ages_s": "sequence<double>", "removed": "uint32"}
 
 
 @pytest.mark.parametrize("name", sorted(VISION_MSGS))

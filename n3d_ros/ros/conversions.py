@@ -315,6 +315,9 @@ def fill_answer(target, answer: Answer, objects: Detection3DArray, objects_2d: O
     if objects_2d is not None and hasattr(target, "objects_2d"):
         target.objects_2d = objects_2d
     target.latency_s = float(latency_s)
+    remembered = [b for b in answer.objects if b.attributes.get("from_memory")]
+    target.from_memory_ids = [str(b.id) for b in remembered]
+    target.from_memory_ages_s = [float(b.attributes["memory"]["age_s"]) for b in remembered]
     return target
 
 

@@ -13,6 +13,7 @@ import traceback
 from std_msgs.msg import Header
 
 from ..core.types import Cancelled, InputError
+from .memory_node import feed_detection
 from .outputs import target_transform
 from .worker import Job
 
@@ -66,6 +67,7 @@ class BackgroundDetection:
         out_header = Header(stamp=match.color.header.stamp, frame_id=out_frame)
         outputs.publish_boxes("detection", frame, result.boxes, image_header, out_header, transform,
                               settings.publish_debug_image)
+        feed_detection(node, result, frame, settings.detection_prompt)
         stats.tick("detections")
         with stats.lock:
             stats.detection_latency.append(time.monotonic() - started)

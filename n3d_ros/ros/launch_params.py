@@ -30,6 +30,10 @@ LAUNCH_PARAMETERS = {
     "detection_rate_hz": (float, "continuous detection rate; 0 = off"),
     "target_frame": (str, "frame for results; '' = camera optical frame"),
     "query_timeout_s": (float, "default time limit of one query"),
+    "memory_enabled": (bool, "keep an object memory (~/objects, ~/object_memory)"),
+    "memory_frame": (str, "fixed frame of the object memory (odom, map, base_link); '' = camera optical frame"),
+    "memory_pose_source": (str, "camera pose for the memory: tf, topic or none"),
+    "memory_pose_topic": (str, "camera pose topic (memory_pose_source topic)"),
 }
 
 

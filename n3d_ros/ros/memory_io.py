@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from dataclasses import replace
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -21,12 +22,11 @@ from vision_msgs.msg import BoundingBox3D, Detection3D, Detection3DArray, Object
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..core.types import InputError
-from ..memory import CameraPose, MemoryObject
+from ..memory import CameraPose, MemoryObject, ObjectMemory
 from ..memory.answers import format_age
 from ..memory.upright import GravityBasis
 from .conversions import label_color, matrix_to_quat, ns_to_stamp, stamp_to_ns
-
-POSE_SOURCES = ("tf", "topic", "none")
+from .memory_params import POSE_SOURCES
 
 
 def objects_qos() -> QoSProfile:
@@ -146,17 +146,21 @@ class MemoryFeed:
 
     pose_source: "tf" (tf_lookup: ros.tf.TfLookup, the camera optical frame looked up in the memory frame at the
     image stamp), "topic" (pose_topic carries PoseStamped, or nav_msgs/Odometry with pose_type "odometry"), or
-    "none" (the memory is kept in the camera's optical frame: its frame_id must be that frame). Publishes
-    ~/objects (Detection3DArray) and ~/objects_markers (MarkerArray), both transient-local.
+    "none" (the memory is kept in the camera's optical frame: its frame_id must be that frame, or with
+    follow_camera_frame the memory takes the frame of the first image). Publishes ~/objects (Detection3DArray)
+    and ~/objects_markers (MarkerArray), both transient-local.
     """
 
     def __init__(self, node, memory: ObjectMemory, pose_source: str, pose_topic: str = "", pose_type: str = "pose",
-                 tf_lookup=None, tf_timeout_s: float = 0.05):
+                 tf_lookup=None, tf_timeout_s: float = 0.05, follow_camera_frame: bool = False):
         if pose_source not in POSE_SOURCES:
             raise InputError(f"memory pose source must be one of {list(POSE_SOURCES)}, got {pose_source!r}")
         if pose_source == "tf" and tf_lookup is None:
             raise InputError("memory pose source 'tf' needs tf2 (set a target frame or use the 'topic' source)")
+        if follow_camera_frame and pose_source != "none":
+            raise InputError("a memory kept in the camera frame takes no camera pose: use pose source 'none'")
         self.node, self.memory, self.pose_source = node, memory, pose_source
+        self._follow_camera_frame, self._camera_frame_known = follow_camera_frame, not follow_camera_frame
         self._tf, self._tf_timeout_s = tf_lookup, float(tf_timeout_s)
         self.poses = PoseBuffer()
         self._camera_frame = ""
@@ -183,6 +187,9 @@ class MemoryFeed:
         self._camera_frame = frame.frame_id
         tolerance_s = self.memory.config.max_pose_offset_s
         if self.pose_source == "none":
+            if not self._camera_frame_known:  # the first image names the camera frame: the memory is still empty
+                self.memory = ObjectMemory(replace(self.memory.config, frame_id=frame.frame_id))
+                self._camera_frame_known = True
             if frame.frame_id != self.memory.frame_id:
                 raise InputError(f"with no pose source the memory is kept in the camera frame, but it is kept in "
                                  f"'{self.memory.frame_id}': set the memory frame to '{frame.frame_id}' or give a "

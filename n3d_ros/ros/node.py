@@ -36,6 +36,7 @@ from ..pipeline import Pipeline
 from .detection import BackgroundDetection
 from .diagnostics import NodeStats
 from .inputs import InputStreams
+from .memory_node import MemoryService, make_feed
 from .freed_memory import release_freed_memory
 from .outputs import RELIABLE, Outputs
 from .params import MAX_QUEUED_QUERIES_LIMIT, PARAMETERS, check_bounds, validate
@@ -76,6 +77,7 @@ class N3DNode(LifecycleNode):
         self.matcher: Optional[StampMatcher] = None
         self.tf = None
         self.tf_missing = ""  # why there is no TF listener ('' when there is one)
+        self.memory_feed = None  # memory_io.MemoryFeed while configured with memory_enabled
         self.lifecycle = "unconfigured"
         self.model_state = "not loaded"
         self.last_error = ""  # the cause of the latest failed transition, repeated in replies until activation
@@ -91,6 +93,7 @@ class N3DNode(LifecycleNode):
         self.outputs = Outputs(self, self.log)
         self.detection = BackgroundDetection(self, self.log)
         self.queries = QueryServer(self, self.log)
+        self.memory_service = MemoryService(self)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
         self._diagnostics_timer = self.create_timer(self._initial_diagnostics_period(),
                                                     self._guarded("diagnostics", self._publish_diagnostics),
@@ -167,7 +170,7 @@ class N3DNode(LifecycleNode):
 
     def _configure(self) -> TransitionCallbackReturn:
         values = self._parameter_values()
-        tf = None
+        tf = feed = None
         try:
             pipeline_config, settings = validate(values, self.get_name(), self.get_namespace())
             capacity = self._capacity_error(settings)
@@ -175,17 +178,20 @@ class N3DNode(LifecycleNode):
                 raise InputError(capacity)
             # Before the model loads: the TF buffer then holds history at the stamps of the first images.
             tf = self._start_tf(required=bool(settings.target_frame))
+            feed = make_feed(self, settings, tf)
             self.model_state = "loading"
             started = time.monotonic()
             pipeline = Pipeline.from_config(pipeline_config)
         except InputError as exc:
+            self._close_feed(feed)
             self._close_tf(tf)
             return self._transition_failed(f"configure refused: {exc}")
         except Exception as exc:  # a model that fails to load must leave the node alive and saying why
+            self._close_feed(feed)
             self._close_tf(tf)
             return self._transition_failed(f"configure failed loading the {values['backend']} backend: "
                                            f"{type(exc).__name__}: {exc}")
-        self.tf, self.pipeline, self.settings = tf, pipeline, settings
+        self.tf, self.pipeline, self.settings, self.memory_feed = tf, pipeline, settings, feed
         self.model_state = f"loaded ({pipeline_config.backend}, {time.monotonic() - started:.1f} s)"
         self.matcher = StampMatcher(int(settings.sync_slop_s * 1e9), on_time_jump=self._on_time_jump)
         self.worker = InferenceWorker(settings.max_queued_queries, logger=self.get_logger())
@@ -211,6 +217,11 @@ class N3DNode(LifecycleNode):
             return None
         self.tf_missing = ""
         return tf
+
+    @staticmethod
+    def _close_feed(feed) -> None:
+        if feed is not None:  # forgets the objects and drops ~/objects and the pose subscription
+            feed.close()
 
     @staticmethod
     def _close_tf(tf) -> None:
@@ -307,6 +318,8 @@ class N3DNode(LifecycleNode):
         stopped = worker.stop(self.stop_timeout_s) if worker is not None else True
         if pipeline is not None and stopped:
             pipeline.close()
+        feed, self.memory_feed = self.memory_feed, None  # after the worker stopped: no job publishes on it
+        self._close_feed(feed)
         tf, self.tf = self.tf, None
         self._close_tf(tf)
         self.outputs.destroy()

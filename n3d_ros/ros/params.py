@@ -8,11 +8,14 @@ and a period near zero makes an idle node burn a core.
 
 from __future__ import annotations
 
+import array
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from ..core.types import InputError
 from ..pipeline import PipelineConfig
+from .memory_params import MEMORY_BOUNDS, MEMORY_PARAMETERS, MemorySettings, validate_memory
 
 INPUT_QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
 # Upper bound of max_queued_queries: every request in flight holds one executor thread, so the node's
@@ -56,6 +59,8 @@ PARAMETERS = {
                               "more are refused at once with a 'busy' reply"),
     "diagnostics_period_s": (1.0, "period of /diagnostics"),
     "autostart": (False, "configure and activate on start-up"),
+    # --- object memory (memory_params.py)
+    **MEMORY_PARAMETERS,
 }
 
 
@@ -78,6 +83,7 @@ class NodeSettings:
     query_timeout_s: float
     max_queued_queries: int
     diagnostics_period_s: float
+    memory: Optional[MemorySettings] = None  # None: the object memory is off
 
 
 # name -> (lowest, highest, lowest allowed): finite values in [lowest, highest], or exactly 0 where zero is listed
@@ -90,6 +96,7 @@ BOUNDS = {
     "tf_timeout_s": (1e-3, 60.0, None),
     "query_timeout_s": (1e-3, 3600.0, None),
     "diagnostics_period_s": (0.01, 3600.0, None),
+    **MEMORY_BOUNDS,
 }
 BOUND_REASONS = {
     "sync_slop_s": "more than 1 s pairs unrelated frames",
@@ -136,6 +143,11 @@ def validate(values: dict, node_name: str = "n3d_node", namespace: str = "/") ->
         value = values[name]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             values[name] = value = float(value)
+        if kind is list and isinstance(value, (tuple, array.array)):  # rclpy gives arrays as array.array
+            values[name] = value = list(value)
+        if kind is list and not (isinstance(value, list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise InputError(f"parameter {name} must be a list of numbers, got {value!r}")
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise InputError(f"parameter {name} must be a {kind.__name__}, got {value!r}")
     pipeline = PipelineConfig.from_dict({
@@ -159,5 +171,7 @@ def validate(values: dict, node_name: str = "n3d_node", namespace: str = "/") ->
     if len(values["target_frame"]) > MAX_FRAME_ID_CHARS:
         raise InputError(f"parameter target_frame is {len(values['target_frame'])} characters; frame ids are at "
                          f"most {MAX_FRAME_ID_CHARS}")
-    settings = NodeSettings(**{name: values[name] for name in NodeSettings.__dataclass_fields__})
+    memory = validate_memory(values, lambda name, topic: check_topic(name, topic, node_name, namespace))
+    settings = NodeSettings(**{name: values[name] for name in NodeSettings.__dataclass_fields__ if name != "memory"},
+                            memory=memory)
     return pipeline, settings

@@ -24,6 +24,7 @@ from vision_msgs.msg import Detection2DArray, Detection3DArray
 from ..core.types import Answer, InputError
 from ..pipeline import validate_query
 from . import conversions as conv
+from . import memory_node
 from .outputs import echo, target_transform
 from .params import MAX_FRAME_ID_CHARS
 from .worker import Job, QueueFull
@@ -226,7 +227,7 @@ class QueryServer:
             job.partial = conv.detections_3d(grounding.boxes, image_header, None)
             job.stage = "reasoning"
 
-        answer = pipeline.ask(frame, query, on_grounded=grounded, cancel=job.abandoned)
+        answer = memory_node.ask(node, pipeline, frame, query, grounded, job.abandoned)
         if job.abandoned.is_set():  # the caller has gone (timeout, cancel, shutdown): publish nothing
             return failure(answer.message or "cancelled")
         job.stage = "publishing"
