@@ -76,6 +76,10 @@ class PoseBuffer:
             if len(self._stamps) > self._capacity:
                 del self._stamps[0], self._poses[0]
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._stamps)
+
     def clear(self) -> None:
         with self._lock:
             self._stamps.clear()
@@ -203,7 +207,8 @@ class MemoryFeed:
     def feed(self, grounding, frame, scope=None):
         """Ingest one grounding (scope as ObjectMemory.ingest) and publish the memory; InputError for a pose that
         cannot be had or is refused (nothing else is lost; the caller logs it and keeps serving)."""
-        update = self.memory.ingest(grounding, frame, self.pose_for(frame), scope=scope)
+        pose = self.pose_for(frame)  # first: it may set up the memory (the camera frame became known)
+        update = self.memory.ingest(grounding, frame, pose, scope=scope)
         self.publish(frame.stamp_ns)
         return update
 
