@@ -287,3 +287,14 @@ def test_fixed_camera_memory_in_the_camera_frame(make_harness):
     h.step()
     message = h.latest_objects()
     assert message.header.frame_id == "camera_color_optical_frame" and message.detections
+
+
+def test_memory_parameters_take_effect_at_configure_only():
+    from n3d_ros.ros.params import PARAMETERS
+    from n3d_ros.ros.runtime_params import refusal
+
+    current = {name: default for name, (default, _) in PARAMETERS.items()}
+    for name, value in (("memory_frame", "map"), ("memory_miss_log_odds", 2.0), ("memory_enabled", True)):
+        reason = refusal({name: value}, current, True, "n3d_node", "/")
+        assert reason and f"parameter {name} takes effect at configure" in reason
+    assert refusal({"memory_frame": "map"}, current, False, "n3d_node", "/") is None

@@ -1,6 +1,7 @@
 """The n3d lifecycle node: RGB-D in, 3D detections and spatial answers out. This module is the lifecycle shell;
 the jobs live in inputs.py (subscriptions, watchdog, usable frames), queries.py (~/query service and action),
-detection.py (background detection), outputs.py (publishers) and runtime_params.py (live parameter changes).
+detection.py (background detection), outputs.py (publishers), runtime_params.py (live parameter changes) and
+memory_node.py (the object memory: ~/objects, ~/object_memory, fed by detection and queries).
 Data flows one way: the shell owns the state (settings, pipeline, worker, matcher, tf) and the parts read it.
 
 configure: validate parameters, load the backend (the model), create publishers.
@@ -385,6 +386,9 @@ class N3DNode(LifecycleNode):
             input_problem=self.inputs.problem or self.inputs.qos_problem if self.lifecycle == "active" else "",
             last_error=self.last_error)
         status.values.append(KeyValue(key="requests_in_flight", value=str(self.queries.in_flight)))
+        feed = self.memory_feed
+        if feed is not None:
+            status.values.append(KeyValue(key="memory_objects", value=str(len(feed.memory))))
         self._diagnostics.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                                   status=[status]))
 

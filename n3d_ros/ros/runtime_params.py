@@ -3,7 +3,8 @@
 Unconfigured, any change is taken (it takes effect at configure) unless it introduces an error that validation
 would report at configure. Configured (inactive or active), the LIVE parameters are validated and applied at
 once; any other change is refused with "takes effect at configure; reconfigure the node" rather than accepted
-and ignored. diagnostics_period_s drives a timer that exists in every state, so it is live in every state.
+and ignored. The memory_* parameters are all configure-only: the memory's frame, thresholds and pose
+subscription are built at configure, and changing a threshold under remembered objects would mix two models. diagnostics_period_s drives a timer that exists in every state, so it is live in every state.
 """
 
 from __future__ import annotations
