@@ -190,10 +190,22 @@ def large_data() -> Dict[str, str]:
     return {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
 
 
+def profiles_file_variable() -> str:
+    """Fast DDS 3.x (Kilted) reads FASTDDS_DEFAULT_PROFILES_FILE; 2.x (Humble, Jazzy) only
+    FASTRTPS_DEFAULT_PROFILES_FILE, and keeps its defaults silently under the other name. Kilted's rmw honours
+    the old name too but warns, so each gets its own. Found by the Fast DDS library on AMENT_PREFIX_PATH."""
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        lib = Path(prefix) / "lib"
+        if any(lib.glob("libfastdds.so.3*")):
+            return "FASTDDS_DEFAULT_PROFILES_FILE"
+        if any(lib.glob("libfastrtps.so.2*")):
+            return "FASTRTPS_DEFAULT_PROFILES_FILE"
+    raise RuntimeError("no Fast DDS library (libfastdds.so.3 / libfastrtps.so.2) under AMENT_PREFIX_PATH; "
+                       "source the ROS 2 setup (. ci/env.sh) first")
+
+
 def profile(path: Path) -> Dict[str, str]:
-    # Kilted's name (Fast DDS 3.x); Humble and Jazzy (Fast DDS 2.x) read FASTRTPS_DEFAULT_PROFILES_FILE, which
-    # Kilted's rmw still honours with a deprecation warning (its own configuration below).
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(path)}
+    return {profiles_file_variable(): str(path)}
 
 
 def udp_only_profile(source: Path, directory: Path) -> Path:
@@ -297,9 +309,11 @@ def run_config(config: Config, seconds: float, rate: float, domain: int) -> dict
                 raise RuntimeError(f"node process did not start: {ready!r}; stderr: {node_log.read()[-1500:]}")
             camera = _spawn(["--role", "camera", "--frames", str(frames), "--rate", str(rate),
                              "--camera-qos", config.camera_qos], _env(config.camera_env, domain), camera_log)
-            if camera.stdout.readline().strip() != "streaming":
+            line = camera.stdout.readline().strip()
+            if line != "streaming":
                 camera_log.seek(0)
-                raise RuntimeError(f"camera: never started publishing; stderr: {camera_log.read()[-1500:]}")
+                reason = json.loads(line).get("error", line) if line.startswith("{") else f"stderr: {camera_log.read()[-1500:]}"
+                raise RuntimeError(f"camera: {reason}")
             camera_out, _ = camera.communicate(timeout=seconds * 3 + 60)
             camera_result = _last_json(camera_out)
             if "error" in camera_result:
