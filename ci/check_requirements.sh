@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Check that requirements.txt resolves, binaries only, for the Pythons and machines robots run:
-#   Python 3.10 x86_64 and aarch64 (ROS 2 Humble, Jetson on JetPack 6: Ubuntu 22.04, glibc 2.35), with the
-#   "numpy<2" that Humble's numpy-1.x message packages need (see requirements.txt);
-#   Python 3.10 x86_64 without that cap; Python 3.12 x86_64 (Jazzy, Kilted: Ubuntu 24.04, glibc 2.39).
+# Check that requirements.txt resolves, binaries only, for the Pythons and machines robots run, with the
+# "numpy<2" that apt-installed ROS 2 needs (its message modules are built against numpy 1.x, requirements.txt):
+#   Python 3.10 aarch64 and x86_64: Jetson on JetPack 6 and ROS 2 Humble (Ubuntu 22.04, glibc 2.35);
+#   Python 3.12 x86_64: ROS 2 Jazzy and Kilted (Ubuntu 24.04, glibc 2.39);
+# and, without the cap, the newest versions for Python 3.10 and 3.12 (a venv without apt's ROS).
 # pip's resolver runs for the target (--python-version/--platform), reads only package metadata and installs
 # nothing (--target only satisfies pip 23, which wants one with --platform). Needs the network to PyPI. Prints what each target resolved to.
 # Usage: ci/check_requirements.sh [python]   (whose pip to run; default: .venv-tools/bin/python, pip 26:
@@ -51,10 +52,11 @@ PYEOF
 
 # The targets resolve in parallel (each mostly waits on the network); results print in order.
 targets=(
-  "humble-jetpack6-aarch64 3.10 aarch64 35 numpy<2"
+  "jetpack6-humble-aarch64 3.10 aarch64 35 numpy<2"
   "humble-x86_64 3.10 x86_64 35 numpy<2"
-  "py310-x86_64 3.10 x86_64 35"
-  "jazzy-kilted-py312-x86_64 3.12 x86_64 39"
+  "jazzy-kilted-x86_64 3.12 x86_64 39 numpy<2"
+  "newest-py310-x86_64 3.10 x86_64 35"
+  "newest-py312-x86_64 3.12 x86_64 39"
 )
 pids=()
 for i in "${!targets[@]}"; do
