@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from n3d_ros.backends.hispatial import HiSpatialBackend, build_hispatial_backend
+from n3d_ros.backends.hispatial import HiSpatialBackend, build_hispatial_backend, split_chain_of_thought
 from n3d_ros.core.types import InputError, PinholeCamera, RGBDFrame
 from n3d_ros.hispatial.loading import load_hispatial
 from n3d_ros.hispatial.model import HiSpatialEngine, HiSpatialOutput
@@ -150,3 +150,14 @@ def test_build_from_pipeline_config():
         build_hispatial_backend(PipelineConfig(backend="hispatial", quantization="4bit"))
     with pytest.raises(InputError, match="greedily"):
         build_hispatial_backend(PipelineConfig(backend="hispatial", sampling="official"))
+
+
+def test_chain_of_thought_answer_is_the_last_step():
+    text = ("Step1: Plan\nCompare the width of the basket with 0.5 m.\nStep2: Facts\nobject_size_width: basket is "
+            "0.70m wide\nStep3: Reasoning with facts\n0.70m > 0.5m\nStep4: Final answer\nYes, an object that is "
+            "0.5 meters wide will fit completely inside the basket without sticking out.\n")
+    answer, reasoning = split_chain_of_thought(text)
+    assert answer == ("Yes, an object that is 0.5 meters wide will fit completely inside the basket without "
+                      "sticking out.")
+    assert reasoning.startswith("Step1: Plan") and reasoning.endswith("0.70m > 0.5m")
+    assert split_chain_of_thought("  (B) ") == ("(B)", "")

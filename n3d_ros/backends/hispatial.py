@@ -13,6 +13,7 @@ says what to ask instead.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Callable, List, Optional, Tuple
 
@@ -112,12 +113,7 @@ class HiSpatialBackend:
         output = self.engine.ask(features, question, max_new_tokens=budget)
         self.last_turns = {**self.last_turns, "question": output.prompt.text, "answer": output.text,
                            "answer_timings": {**timings, **output.timings}}
-        text = output.text
-        reasoning = ""
-        if "Step4" in text:  # chain of thought: the last step is the answer
-            reasoning, _, final = text.rpartition("Step4")
-            text = final.split(":", 1)[-1].strip() or text
-        return text, reasoning.strip()
+        return split_chain_of_thought(output.text)
 
     def answers_with_model(self, parsed) -> bool:
         """Whether a parsed question needs the whole scene, which this backend cannot box: counts,
@@ -132,6 +128,19 @@ class HiSpatialBackend:
     def close(self) -> None:
         self._latest = None
         self.engine.close()
+
+
+def split_chain_of_thought(text: str) -> Tuple[str, str]:
+    """(answer, reasoning): a four-step answer ("Step1: Plan ... Step4: Final answer\n<answer>") is split at
+    Step4; any other answer is all answer."""
+    match = _STEP4.search(text)
+    if match is None:
+        return text.strip(), ""
+    final = text[match.end():].strip()
+    return (final or text.strip()), text[:match.start()].strip()
+
+
+_STEP4 = re.compile(r"Step\s*4\s*:?\s*(?:Final answer)?\s*:?", re.IGNORECASE)
 
 
 def build_hispatial_backend(config) -> HiSpatialBackend:
