@@ -241,6 +241,28 @@ def test_bad_camera_poses_are_reported_and_the_node_keeps_serving(make_harness):
     assert h.memory("list", include_tentative=True).objects.detections  # the good frame was ingested
 
 
+def test_memory_frame_without_transform_is_reported_and_the_node_keeps_serving(make_harness):
+    """The tf pose source with a memory frame tf2 cannot reach. tf2_ros is not in our environment, so the feed's
+    lookup is replaced by one that fails the way ros.tf.TfLookup does."""
+    from n3d_ros.core.types import InputError
+
+    class NoTransform:
+        def lookup(self, target, source, stamp_ns, timeout_s):
+            raise InputError(f"no transform from {source!r} to {target!r} at the image stamp {stamp_ns / 1e9:.3f} s")
+
+    h = make_harness()
+    h.activate()
+    feed = h.node.memory_feed
+    feed.pose_source, feed._tf = "tf", NoTransform()
+    h.camera.publish_once()
+    assert _wait(lambda: h.node.matcher.latest() is not None)
+    reply = h.ask("how many objects are there")
+    assert reply.success and reply.value > 0
+    assert "memory not updated: no transform from 'camera_color_optical_frame' to 'table'" in reply.message
+    assert h.ask("where is memory object 1").success is False  # nothing remembered: said, not raised
+    assert h.memory("list").success
+
+
 def test_cleanup_clears_the_memory_and_the_service_says_it_is_off(make_harness):
     from rclpy.lifecycle import TransitionCallbackReturn
 
