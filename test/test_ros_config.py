@@ -36,8 +36,9 @@ def test_rviz_config_shows_topics_the_node_publishes():
     rviz = yaml.safe_load((ROOT / "rviz" / "n3d.rviz").read_text())
     topics = {d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d}
     node_source = "\n".join(path.read_text() for path in sorted((ROOT / "n3d_ros" / "ros").glob("*.py")))
-    published = set(re.findall(r'\("(\w+)", (?:Detection3DArray|Detection2DArray|MarkerArray|Image|SpatialAnswer)\)',
-                               node_source))
+    kinds = "Detection3DArray|Detection2DArray|MarkerArray|Image|SpatialAnswer"
+    published = set(re.findall(rf'\("(\w+)", (?:{kinds})\)', node_source))  # outputs.py's (name, type) table
+    published |= set(re.findall(rf'create_publisher\((?:{kinds}), "~/(\w+)"', node_source))
     for topic in topics:
         if topic.startswith("/n3d_node/"):
             assert topic.split("/")[-1] in published, topic
