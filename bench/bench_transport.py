@@ -44,6 +44,18 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def middleware() -> str:
+    """Fast DDS version as pip sees it (our PyPI ROS wheels); on a distribution install, see `dpkg -l`."""
+    from importlib import metadata
+
+    for name in ("ros-fastdds", "ros-fastrtps"):  # Fast DDS 3.x, 2.x
+        try:
+            return f"Fast DDS {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return f"Fast DDS of ROS_DISTRO={os.environ.get('ROS_DISTRO', '?')}"
+
+
 def percentile(values: List[float], q: float) -> Optional[float]:
     if not values:
         return None
@@ -394,7 +406,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"no configuration matches {args.only}", file=sys.stderr)
             return 2
         print(f"{seconds:.0f} s at {args.rate:.0f} Hz per configuration, 640x480 rgb8 + 16UC1 + camera_info; "
-              f"{os.cpu_count()} CPUs. sets% = matched sets / published; lat = stamp -> node callback, colour "
+              f"{os.cpu_count()} CPUs, {middleware()}. sets% = matched sets / published; lat = stamp -> node callback, colour "
               "median/p95; CPU in ms per frame; load = 1-min load average at the start")
         print(HEADER)
         results = []
