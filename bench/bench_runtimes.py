@@ -236,7 +236,7 @@ def run_runtime(name, model, directory, device, args, gguf_dir):
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[variant]
         copy = model.to(dtype)  # in place: bf16 runs last (see main), as load_engine(dtype=...) would load it
         runtime = TransformersRuntime(copy)
-        engine = make_engine(copy, runtime)
+        engine = make_engine(copy, runtime, args.max_new_tokens)
         nbytes = weight_bytes_torch(copy, 4 if dtype == torch.float32 else 2)
     else:
         from n3d_ros.engine.runtimes.gguf_export import export_gguf
@@ -248,8 +248,8 @@ def run_runtime(name, model, directory, device, args, gguf_dir):
             export_gguf(directory, path, variant)
             print(f"   exported {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
         copy = model
-        runtime = LlamaCppRuntime(path, image_token_id=151655, n_ctx=2048)
-        engine = make_engine(copy, runtime)
+        runtime = LlamaCppRuntime(path, image_token_id=151655, n_ctx=2048, n_threads=args.threads or None)
+        engine = make_engine(copy, runtime, args.max_new_tokens)
         nbytes = weight_bytes_gguf(path)
     try:
         result = measure(engine, device, args.decode_tokens, args.repeats)
@@ -262,7 +262,7 @@ def run_runtime(name, model, directory, device, args, gguf_dir):
 
 
 # ---------------------------------------------------------------- bin agreement
-def bin_agreement(frames: int, gguf_dir: Path):
+def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0):
     from n3d_ros.engine.box_parser import parse_boxes
     from n3d_ros.engine.model import load_engine
     from n3d_ros.engine.runtimes.gguf_export import export_gguf
@@ -277,7 +277,7 @@ def bin_agreement(frames: int, gguf_dir: Path):
         if not path.is_file():
             export_gguf(speaker, path, quant)
         base = load_engine(str(speaker), device="cpu", dtype="float32", max_new_tokens=200)
-        engine = FastN3DEngine.from_engine(base, runtime=make_runtime(base, "llamacpp", str(path)))
+        engine = FastN3DEngine.from_engine(base, runtime=make_runtime(base, "llamacpp", str(path), n_threads=threads))
         boxes[quant] = [parse_boxes(engine.detect(tiny_inputs(seed=s)).turn.text).boxes for s in range(frames)]
         engine.close()
     print(f"\n3. Bin agreement of box lines against the f32 export (tiny box speaker, {frames} frames, greedy)")
@@ -307,12 +307,18 @@ def main(argv=None) -> int:
     parser.add_argument("--bins-frames", type=int, default=12)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--gguf-dir", default="", help="where exports go (default: the cache directory)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch and llama.cpp (default: all). On a machine shared with other "
+                             "work use fewer: llama.cpp's threads spin at barriers and crawl when a core is taken")
+    parser.add_argument("--max-new-tokens", type=int, default=120, help="detection length for ms per box line")
     args = parser.parse_args(argv)
 
     import torch
 
     from n3d_ros.engine.tokenizer import cache_root
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     names = [n for n in args.runtimes.split(",") if n]
     unknown = sorted(set(names) - set(ALL_RUNTIMES))
     if unknown:
@@ -341,7 +347,7 @@ def main(argv=None) -> int:
             gc.collect()
         bandwidth.append(read_bandwidth(args.device))
         bw = median(bandwidth)
-        print(f"\n1. Memory bandwidth (read-only reduction over 1 GiB, start/end of run): "
+        print(f"\n1. Memory bandwidth ({torch.get_num_threads()} threads, read-only reduction over 1 GiB, start/end of run): "
               f"{bandwidth[0] / 1e9:.1f} / {bandwidth[1] / 1e9:.1f} GB/s; ceiling uses {bw / 1e9:.1f} GB/s")
         print(f"\n2. Decoding, {args.shape} language-model shape, random weights, 640x480 frame (391 image tokens); "
               f"medians of {args.repeats}")
@@ -362,7 +368,7 @@ def main(argv=None) -> int:
         del model
         gc.collect()
     if args.bins:
-        bin_agreement(args.bins_frames, gguf_dir)
+        bin_agreement(args.bins_frames, gguf_dir, args.threads)
     return 0
 
 

@@ -42,7 +42,9 @@ def tiny_engine(runtime_name, gguf, **options):
     base = load_engine(str(cached_tiny_checkpoint()), device="cpu", dtype="float32", max_new_tokens=NEW_TOKENS)
     runtime = None
     if runtime_name == "llamacpp":
-        runtime = make_runtime(base, "llamacpp", str(gguf))
+        # one thread: the tiny model gains nothing from more, and llama.cpp's spinning threads crawl on a
+        # machine whose cores are busy with other tests
+        runtime = make_runtime(base, "llamacpp", str(gguf), n_threads=1)
         drop_language_model(base.model)  # proves the llama.cpp engine needs only the vision tower in torch
     return FastN3DEngine.from_engine(base, runtime=runtime, **options)
 
@@ -136,7 +138,7 @@ def test_drafting_saves_passes_on_llamacpp_too(engines):
 
 
 def test_runtime_refuses_what_it_cannot_hold(f32_gguf):
-    runtime = LlamaCppRuntime(f32_gguf, image_token_id=151655, n_ctx=64)
+    runtime = LlamaCppRuntime(f32_gguf, image_token_id=151655, n_ctx=64, n_threads=1)
     try:
         assert runtime.vocab_size == 152064 and runtime.hidden_size == 64 and runtime.kv_type == "f32"
         with pytest.raises(Exception, match="does not fit the llama.cpp context"):

@@ -30,8 +30,11 @@ def resolve_gguf(source: str, gguf: str, gguf_quant: str) -> Path:
     return default_gguf_path(source, gguf_quant or DEFAULT_QUANT)
 
 
-def make_runtime(engine, name: str, gguf: str = "", gguf_quant: str = "", n_ctx: int = 0):
-    """The runtime for a loaded N3DEngine; llamacpp checks the GGUF against the checkpoint before loading it."""
+def make_runtime(engine, name: str, gguf: str = "", gguf_quant: str = "", n_ctx: int = 0, n_threads: int = 0):
+    """The runtime for a loaded N3DEngine; llamacpp checks the GGUF against the checkpoint before loading it.
+
+    n_threads: llama.cpp CPU threads (0: all cores, right for a robot that runs the model on its own).
+    """
     if name not in RUNTIMES:
         raise InputError(f"runtime must be one of {list(RUNTIMES)}, got {name!r}")
     if name == "transformers":
@@ -48,7 +51,7 @@ def make_runtime(engine, name: str, gguf: str = "", gguf_quant: str = "", n_ctx:
         raise InputError(f"GGUF {path} is {names.get(info.file_type, f'file type {info.file_type}')} but gguf_quant "
                          f"is {gguf_quant!r}: export with --quant {gguf_quant} or set gguf_quant to match")
     n_ctx = n_ctx or min(engine.context_length, PROMPT_BUDGET + engine.generation_config.max_new_tokens)
-    return LlamaCppRuntime(path, image_token_id=engine.image_token_id, n_ctx=n_ctx)
+    return LlamaCppRuntime(path, image_token_id=engine.image_token_id, n_ctx=n_ctx, n_threads=n_threads or None)
 
 
 def drop_language_model(model) -> None:
