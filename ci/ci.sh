@@ -8,13 +8,16 @@
 #   5. oldest        the model tests again under the oldest transformers/tokenizers/tiktoken we claim
 #   6. jazzy         the ROS tests again under ROS 2 Jazzy's rclpy 7 and messages (.venv-jazzy, install-jazzy/)
 # The last line adds up the pytest counts of stages 4-6.
+# Usage: ci/ci.sh [stage ...]   stages: requirements py310 suite oldest jazzy (default: all; setup always runs)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 
-OLDEST_TESTS=(test/test_engine_*.py test/test_pipeline.py test/test_cli.py)
+# Every test file that runs transformers (the tiny model, the tokenizer, the image processor).
+OLDEST_TESTS=(test/test_engine_*.py test/test_pipeline*.py test/test_cli.py test/test_pixel_values_*.py
+              test/test_hispatial_*.py)
 ROS_TESTS=(test/test_ros_*.py)
 names=() results=() times=()
 
@@ -40,12 +43,19 @@ if ! stage "setup" setup_all; then
   echo "ci: setup failed; no test can run" >&2
   exit 1
 fi
-stage "requirements resolve (Python 3.10, 3.12)" ci/check_requirements.sh "$ROOT/.venv-tools/bin/python"
-stage "Python 3.10 syntax and stdlib" .venv-tools/bin/python ci/check_py310.py
-stage "test suite (ROS 2 Kilted, newest pins)" ci/run_tests.sh
-stage "model tests under the oldest transformers (.overlay-oldest)" \
+ALL_STAGES=(requirements py310 suite oldest jazzy)
+wanted=("${@:-${ALL_STAGES[@]}}")
+for want in "${wanted[@]}"; do
+  [[ " ${ALL_STAGES[*]} " == *" $want "* ]] || { echo "ci: unknown stage '$want' (${ALL_STAGES[*]})" >&2; exit 2; }
+done
+selected() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
+
+selected requirements && stage "requirements resolve (Python 3.10, 3.12)" ci/check_requirements.sh "$ROOT/.venv-tools/bin/python"
+selected py310 && stage "Python 3.10 syntax and stdlib" .venv-tools/bin/python ci/check_py310.py
+selected suite && stage "test suite (ROS 2 Kilted, newest pins)" ci/run_tests.sh
+selected oldest && stage "model tests under the oldest transformers (.overlay-oldest)" \
   env N3D_OVERLAY="$ROOT/.overlay-oldest" ci/run_tests.sh "${OLDEST_TESTS[@]}"
-stage "ROS tests under ROS 2 Jazzy (.venv-jazzy)" jazzy
+selected jazzy && stage "ROS tests under ROS 2 Jazzy (.venv-jazzy)" jazzy
 
 echo
 echo "================ ci: summary ================"
