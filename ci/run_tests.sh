@@ -31,7 +31,7 @@ PYEOF
 # `python -m pytest` would put the repository root, whose source n3d_ros lacks the generated msg/srv/action
 # subpackages, first on sys.path; the pytest executable does not, so n3d_ros comes from the install space.
 (cd / && python -c 'import n3d_ros.srv, n3d_ros.action, n3d_ros.msg') \
-  || { echo "run_tests: the generated n3d_ros interfaces do not import; run 'make setup'" >&2; exit 1; }
+  || { echo "run_tests: the generated n3d_ros interfaces do not import from ${N3D_INSTALL:-install}; run 'make setup' (Jazzy: ci/setup.sh jazzy)" >&2; exit 1; }
 
 if [ $# -eq 0 ]; then set -- test; fi
 # -p no:dash: a pytest plugin that plotly/dash installs bring along; it only adds warnings.
