@@ -180,14 +180,44 @@ def test_rviz_launch_plan_renames_or_takes_a_given_file(tmp_path):
         ls.rviz_plan(_values(ls.rviz_arguments(), rviz_config=str(tmp_path / "none.rviz")), SHARE)
 
 
-def test_transport_settings():
-    assert _realsense().environment == {}
+def _fastdds_prefix(tmp_path, library):
+    lib = tmp_path / library.split(".so")[0] / "lib"
+    lib.mkdir(parents=True)
+    (lib / library).write_text("")
+    return str(lib.parent)
+
+
+def test_realsense_launch_loads_the_profile_for_camera_and_node_by_default(tmp_path):
+    humble = {"AMENT_PREFIX_PATH": f"/nowhere:{_fastdds_prefix(tmp_path, 'libfastrtps.so.2.6.9')}"}
+    env = ls.plan(_values(ls.realsense_arguments()), SHARE, with_camera=True, environ=humble).environment
+    assert list(env) == ["FASTRTPS_DEFAULT_PROFILES_FILE"]  # Fast DDS 2.x ignores the FASTDDS_ name
+    assert Path(env["FASTRTPS_DEFAULT_PROFILES_FILE"]) == ROOT / "config" / "fastdds_large_data.xml"
+    kilted = {"AMENT_PREFIX_PATH": _fastdds_prefix(tmp_path, "libfastdds.so.3.2.3")}
+    env = ls.plan(_values(ls.realsense_arguments()), SHARE, with_camera=True, environ=kilted).environment
+    assert list(env) == ["FASTDDS_DEFAULT_PROFILES_FILE"]
+    unknown = ls.plan(_values(ls.realsense_arguments()), SHARE, with_camera=True, environ={}).environment
+    assert set(unknown) == set(ls.PROFILES_FILE_VARIABLES)
+
+
+def test_a_profiles_file_the_user_exported_is_kept():
+    mine = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/home/me/fastdds.xml"}
+    assert ls.plan(_values(ls.realsense_arguments()), SHARE, with_camera=True, environ=mine).environment == {}
+
+
+def test_node_launch_leaves_transport_alone_by_default_and_other_choices():
+    assert ls.plan(_values(ls.node_arguments()), SHARE, with_camera=False, environ={}).environment == {}
+    assert _realsense(transport="default").environment == {}
     assert _realsense(transport="large_data").environment == {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
-    env = _realsense(transport="profile_file").environment
-    assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == env["FASTDDS_DEFAULT_PROFILES_FILE"]
-    assert Path(env["FASTRTPS_DEFAULT_PROFILES_FILE"]).is_file()
     with pytest.raises(ls.LaunchArgumentError, match="transport='udp'"):
         _realsense(transport="udp")
+
+
+def test_shipped_profile_is_a_fastdds_profile_with_a_large_shared_memory_segment():
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(ROOT / "config" / "fastdds_large_data.xml")
+    sizes = [int(e.text) for e in tree.iter() if e.tag.endswith("segment_size")]
+    assert sizes and min(sizes) >= 4 * 1024 * 1024  # several 0.9 MB frames
 
 
 # ------------------------------------------------------------------------------------------------ wiring
@@ -248,6 +278,10 @@ def test_realsense_launch_file_wires_camera_node_and_lifecycle_events(monkeypatc
     assert {"camera_name", "camera_namespace", "rviz", "lifecycle", "pointcloud", "backend"} <= set(declared)
     (camera,) = _by_type(actions, "IncludeLaunchDescription")
     assert dict(camera.kwargs["launch_arguments"])["camera_name"] == "d435"
+    # The transport profile is set before the camera starts: the sender's shared memory is what counts.
+    environment = _by_type(actions, "SetEnvironmentVariable")
+    assert environment and all(actions.index(e) < actions.index(camera) for e in environment)
+    assert {e.args[0] for e in environment} <= set(ls.PROFILES_FILE_VARIABLES)
     assert camera.args[0].args[0] == "/opt/realsense2_camera/launch/rs_launch.py"
     (node,) = _by_type(actions, "LifecycleNode")
     params_file, overrides = node.kwargs["parameters"]
@@ -272,6 +306,7 @@ def test_realsense_launch_file_wires_camera_node_and_lifecycle_events(monkeypatc
 def test_node_launch_file_unconfigured_requests_no_transition(monkeypatch):
     declared, actions = _run_launch_file("n3d.launch.py", monkeypatch, lifecycle="unconfigured",
                                          transport="large_data")
+    assert declared["transport"] == "default"
     assert "pointcloud" not in declared
     assert not _by_type(actions, "EmitEvent") and not _by_type(actions, "RegisterEventHandler")
     assert not _by_type(actions, "IncludeLaunchDescription") and not _by_type(actions, "Node")

@@ -9,11 +9,12 @@ installable in our own environment; on a robot the real ones run these files).
 from __future__ import annotations
 
 import math
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 from .launch_params import LAUNCH_PARAMETERS, load_defaults
 
@@ -77,9 +78,12 @@ def _argument_table(camera_defaults: str, with_camera: bool) -> List[Argument]:
                  "camera name (realsense2_camera's camera_name); also the frames <camera_name>_color_optical_frame"),
         Argument("rviz", "false", "also start RViz with the package's config"),
         Argument("rviz_config", "", "RViz config ('' = the package's rviz/n3d.rviz with this launch's names)"),
-        Argument("transport", "default",
-                 "DDS transport for the processes launched: default, large_data (Fast DDS >= 2.13 builtin "
-                 "large-data transports) or profile_file (the package's Fast DDS XML profile, any Fast DDS)"),
+        Argument("transport", "profile_file" if with_camera else "default",
+                 "DDS transport for the processes launched: profile_file (the package's Fast DDS XML profile: "
+                 "16 MiB shared memory, large UDP buffers; kept if you exported a profiles file yourself), "
+                 "default, or large_data (Fast DDS >= 2.13 builtin large-data transports; every process that "
+                 "talks to the node must set it too)" + ("" if with_camera else
+                 ". The camera's own process needs the same setting: export it where the driver starts")),
     ]
     if with_camera:
         table += [
@@ -196,20 +200,49 @@ class LaunchPlan:
     topics: Dict[str, str] = field(default_factory=dict)  # the node's input topics as they will be
 
 
-def transport_environment(transport: str, profile_file: str) -> Dict[str, str]:
+def profiles_file_variables(ament_prefix_path: str) -> tuple:
+    """The variable(s) naming a Fast DDS XML profiles file for the Fast DDS of this ROS install.
+
+    Fast DDS 2.x (Humble 2.6, Jazzy 2.14) reads only FASTRTPS_DEFAULT_PROFILES_FILE and silently keeps its
+    defaults under the newer name (measured: 83% of frames instead of 100% on 2.14); 3.x (Kilted) reads
+    FASTDDS_DEFAULT_PROFILES_FILE and warns that the old one is deprecated. Found by the library on
+    AMENT_PREFIX_PATH; both names when neither library is there (another RMW, or an unusual install).
+    """
+    for prefix in filter(None, ament_prefix_path.split(":")):
+        lib = Path(prefix) / "lib"
+        if any(lib.glob("libfastdds.so.3*")):
+            return ("FASTDDS_DEFAULT_PROFILES_FILE",)
+        if any(lib.glob("libfastrtps.so.2*")):
+            return ("FASTRTPS_DEFAULT_PROFILES_FILE",)
+    return ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+
+
+PROFILES_FILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+
+
+def transport_environment(transport: str, profile_file: str, environ: Mapping[str, str]) -> Dict[str, str]:
+    """Variables to set for every process a launch file starts (the camera driver's included: the sender's
+    shared-memory segment is what must hold a 0.9 MB frame, so the profile in the node alone changes nothing).
+
+    A profiles file the user already exported is kept: theirs may configure more than transports.
+    """
     if transport == "default":
         return {}
     if transport == "large_data":
+        # Every process that talks to the node must set it too: measured, a camera without it never matched
+        # and a default-configured client did not find the node's service.
         return {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
     if transport == "profile_file":
-        # Humble's Fast DDS 2.6 reads FASTRTPS_DEFAULT_PROFILES_FILE; 2.13+ also FASTDDS_DEFAULT_PROFILES_FILE.
-        return {"FASTRTPS_DEFAULT_PROFILES_FILE": profile_file, "FASTDDS_DEFAULT_PROFILES_FILE": profile_file,
-                "RMW_FASTRTPS_USE_QOS_FROM_XML": "0"}
+        if any(environ.get(name) for name in PROFILES_FILE_VARIABLES):
+            return {}
+        return {name: profile_file for name in profiles_file_variables(environ.get("AMENT_PREFIX_PATH", ""))}
     raise LaunchArgumentError(f"launch argument transport={transport!r}: give one of {list(TRANSPORT_CHOICES)}")
 
 
-def plan(values: Dict[str, str], share_dir: str, with_camera: bool) -> LaunchPlan:
-    """The launch plan from the performed launch arguments (all text). share_dir: the package's share dir."""
+def plan(values: Dict[str, str], share_dir: str, with_camera: bool,
+         environ: Optional[Mapping[str, str]] = None) -> LaunchPlan:
+    """The launch plan from the performed launch arguments (all text). share_dir: the package's share dir;
+    environ: the environment launch runs in (default: os.environ)."""
     share = Path(share_dir)
     params_file = values.get("params_file", "").strip() or str(share / "config" / "n3d.yaml")
     if not Path(params_file).is_file():
@@ -261,7 +294,8 @@ def plan(values: Dict[str, str], share_dir: str, with_camera: bool) -> LaunchPla
             node_prefix=prefix, pointcloud_topic=_pointcloud_topic(camera_namespace, camera_name or "camera"))
 
     environment = transport_environment(values.get("transport", "default").strip(),
-                                        str(share / "config" / "fastdds_large_data.xml"))
+                                        str(share / "config" / "fastdds_large_data.xml"),
+                                        os.environ if environ is None else environ)
     return LaunchPlan(params_file=params_file, node_name=node_name, namespace=namespace, parameters=parameters,
                       transitions=LIFECYCLE_TRANSITIONS[lifecycle], environment=environment,
                       camera_arguments=camera_arguments, rviz_config=rviz_config, topics=topics)
