@@ -154,18 +154,15 @@ def weight_bytes_gguf(path) -> int:
 
 # ---------------------------------------------------------------- one runtime
 def make_engine(model, runtime, max_new_tokens=160):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, GenerationConfig
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from n3d_ros.engine.fast_engine import FastN3DEngine
-    from n3d_ros.engine.tiny import cached_tiny_checkpoint
+    from n3d_ros.engine.tiny import GENERATION_CONFIG, cached_tiny_checkpoint
 
     source = str(cached_tiny_checkpoint())  # same tokenizer and processor files as every Qwen2.5-VL
     tokenizer = AutoTokenizer.from_pretrained(source)
     processor = Qwen2VLImageProcessorPil.from_pretrained(source)
-    from n3d_ros.engine.tiny import GENERATION_CONFIG
-    from transformers import GenerationConfig
-
     model.generation_config = GenerationConfig(**GENERATION_CONFIG)
     return FastN3DEngine(model, tokenizer, processor, max_new_tokens=max_new_tokens, runtime=runtime, source=source)
 
@@ -262,7 +259,7 @@ def run_runtime(name, model, directory, device, args, gguf_dir):
 
 
 # ---------------------------------------------------------------- bin agreement
-def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0):
+def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0, steps: int = 300):
     from n3d_ros.engine.box_parser import parse_boxes
     from n3d_ros.engine.model import load_engine
     from n3d_ros.engine.runtimes.gguf_export import export_gguf
@@ -270,17 +267,18 @@ def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0):
     from n3d_ros.engine.fast_engine import FastN3DEngine
     from tiny_box_speaker import cached_box_speaker
 
-    speaker = cached_box_speaker()
+    speaker = cached_box_speaker(steps)
     boxes = {}
     for quant in ("f32", "q8_0", "q4_k_m"):
-        path = gguf_dir / f"box_speaker-{quant}.gguf"
+        path = gguf_dir / f"{speaker.name}-{quant}.gguf"
         if not path.is_file():
             export_gguf(speaker, path, quant)
         base = load_engine(str(speaker), device="cpu", dtype="float32", max_new_tokens=200)
         engine = FastN3DEngine.from_engine(base, runtime=make_runtime(base, "llamacpp", str(path), n_threads=threads))
         boxes[quant] = [parse_boxes(engine.detect(tiny_inputs(seed=s)).turn.text).boxes for s in range(frames)]
         engine.close()
-    print(f"\n3. Bin agreement of box lines against the f32 export (tiny box speaker, {frames} frames, greedy)")
+    print(f"\n3. Bin agreement of box lines against the f32 export (tiny box speaker trained {steps} steps, "
+          f"{frames} frames, greedy)")
     print(f"   {'export':>7} {'lines':>6} {'same class':>10} " + " ".join(f"{f:>9}" for f in FIELDS) + "   (exact / mean |d bin|)")
     for quant in ("q8_0", "q4_k_m"):
         pairs = [(a, b) for fa, fb in zip(boxes["f32"], boxes[quant]) for a, b in zip(fa, fb)]
@@ -305,6 +303,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bins", action="store_true", help="also the q8_0/q4_k_m bin agreement (tiny box speaker)")
     parser.add_argument("--bins-frames", type=int, default=12)
+    parser.add_argument("--bins-steps", type=int, default=300, help="training steps of the tiny box speaker")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--gguf-dir", default="", help="where exports go (default: the cache directory)")
     parser.add_argument("--threads", type=int, default=0,
@@ -368,7 +367,7 @@ def main(argv=None) -> int:
         del model
         gc.collect()
     if args.bins:
-        bin_agreement(args.bins_frames, gguf_dir, args.threads)
+        bin_agreement(args.bins_frames, gguf_dir, args.threads, args.bins_steps)
     return 0
 
 
