@@ -27,4 +27,4 @@ clean:
 	rm -rf build install log build-jazzy install-jazzy log-jazzy
 
 distclean: clean
-	rm -rf .venv .venv-jazzy .venv-tools .overlay-oldest out
+	rm -rf .venv .venv-jazzy .venv-tools .venv-numpy1 .overlay-oldest out

@@ -6,9 +6,10 @@
 #   3. python 3.10   syntax and standard library of all our Python (ci/check_py310.py)
 #   4. test suite    every test, ROS 2 Kilted and the exact pins of ci/constraints.txt
 #   5. oldest        the model tests again under the oldest transformers/tokenizers/tiktoken we claim
-#   6. jazzy         the ROS tests again under ROS 2 Jazzy's rclpy 7 and messages (.venv-jazzy, install-jazzy/)
-# The last line adds up the pytest counts of stages 4-6.
-# Usage: ci/ci.sh [stage ...]   stages: requirements py310 suite oldest jazzy (default: all; setup always runs)
+#   6. numpy1        the ROS-free core tests under numpy 1.26 / OpenCV 4.11 / Pillow 12 (apt ROS 2's numpy<2)
+#   7. jazzy         the ROS tests again under ROS 2 Jazzy's rclpy 7 and messages (.venv-jazzy, install-jazzy/)
+# The last line adds up the pytest counts of stages 4-7.
+# Usage: ci/ci.sh [stage ...]   stages: requirements py310 suite oldest numpy1 jazzy (default: all; setup always runs)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -19,6 +20,8 @@ trap 'rm -rf "$logs"' EXIT
 OLDEST_TESTS=(test/test_engine_*.py test/test_pipeline*.py test/test_cli.py test/test_pixel_values_*.py
               test/test_hispatial_*.py)
 ROS_TESTS=(test/test_ros_*.py)
+# Tests of the ROS-free, torch-free core (numpy, OpenCV, Pillow), run from the source tree.
+NUMPY1_TESTS=(test/test_core_*.py test/test_reasoning_*.py test/test_tabletop_*.py test/test_refine_*.py)
 names=() results=() times=()
 
 stage() {  # name command...: run one stage with a header, record its result and time
@@ -34,6 +37,14 @@ stage() {  # name command...: run one stage with a header, record its result and
 }
 
 setup_all() { ci/setup.sh && ci/setup_tools.sh; }
+numpy1() {
+  (cd / && PYTHONPATH="$ROOT" "$ROOT/.venv-numpy1/bin/python" - <<'PYEOF'
+import cv2, numpy, PIL
+print(f"numpy1: numpy {numpy.__version__}, opencv {cv2.__version__}, pillow {PIL.__version__}")
+PYEOF
+  ) || return 1
+  (cd / && PYTHONPATH="$ROOT" "$ROOT/.venv-numpy1/bin/python" -m pytest -q -p no:cacheprovider "${NUMPY1_TESTS[@]/#/$ROOT/}")
+}
 jazzy() {
   ci/setup.sh jazzy || return 1
   N3D_VENV="$ROOT/.venv-jazzy" N3D_INSTALL="$ROOT/install-jazzy" ci/run_tests.sh "${ROS_TESTS[@]}"
@@ -43,7 +54,7 @@ if ! stage "setup" setup_all; then
   echo "ci: setup failed; no test can run" >&2
   exit 1
 fi
-ALL_STAGES=(requirements py310 suite oldest jazzy)
+ALL_STAGES=(requirements py310 suite oldest numpy1 jazzy)
 wanted=("${@:-${ALL_STAGES[@]}}")
 for want in "${wanted[@]}"; do
   [[ " ${ALL_STAGES[*]} " == *" $want "* ]] || { echo "ci: unknown stage '$want' (${ALL_STAGES[*]})" >&2; exit 2; }
@@ -55,6 +66,7 @@ selected py310 && stage "Python 3.10 syntax and stdlib" .venv-tools/bin/python c
 selected suite && stage "test suite (ROS 2 Kilted, newest pins)" ci/run_tests.sh
 selected oldest && stage "model tests under the oldest transformers (.overlay-oldest)" \
   env N3D_OVERLAY="$ROOT/.overlay-oldest" ci/run_tests.sh "${OLDEST_TESTS[@]}"
+selected numpy1 && stage "core tests under numpy 1.26 (.venv-numpy1)" numpy1
 selected jazzy && stage "ROS tests under ROS 2 Jazzy (.venv-jazzy)" jazzy
 
 echo
