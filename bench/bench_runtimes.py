@@ -338,11 +338,16 @@ def main(argv=None) -> int:
         bandwidth = [read_bandwidth(args.device)]
         model, directory = random_checkpoint(args.shape, args.device, save=any(n.startswith("llamacpp") for n in names))
         results = {}
-        # llama.cpp first, while the fp32 model is what the export reads; transformers bf16 last (it converts)
-        order = sorted(names, key=lambda n: (n.startswith("transformers"), n.endswith("bf16")))
-        for name in order:
+        # in the order given: the exports read the saved fp32 checkpoint, and the transformers runs convert the
+        # torch model in place (the vision stage then runs in that dtype for the runtimes after it)
+        for name in names:
             print(f"   running {name} ...", flush=True)
             results[name], model = run_runtime(name, model, directory, args.device, args, gguf_dir)
+            r = results[name]  # printed as it comes: a long run still leaves its numbers
+            print(f"   {name}: {r['tok_s']:.2f} tok/s ({r['tok_s'] * r['bytes'] / bandwidth[0]:.0%} of the start "
+                  f"bandwidth ceiling), TTFT {r['ttft_s']:.2f} s, vision {r['vision_s']:.2f} s, "
+                  f"drafted {r['drafted_line_ms']:.0f} ms/line ({r['tokens_per_line']:.0f} t), "
+                  f"{r['bytes'] / 1e6:.0f} MB/token", flush=True)
             gc.collect()
         bandwidth.append(read_bandwidth(args.device))
         bw = median(bandwidth)
