@@ -12,11 +12,13 @@ Shapes (hispatial-spec 4.1; Qwen2.5-VL-7B): HiSpatial = SigLIP-So400m/14 at 448 
 
 --text-layers full builds the real depth (use it on a GPU: the same script, unchanged). On a small CPU the
 full shapes do not fit (fp32 3B = 12 GB, 7B = 33 GB; bf16 GEMMs are emulated without AVX512-BF16), so the
-default there measures the real widths at 1 and 2 text layers (and N3D at 1 and 2 vision blocks), each in a
-fresh process, and extrapolates linearly to the real depth: every layer of one model costs the same, so
-t(L) = t(1) + (t(2) - t(1)) * (L - 1). N3D's lm_head is tied to its embedding to fit memory (same FLOPs and
+default there measures the real widths at two depths (HiSpatial 1 and 4 text layers; N3D 1 and 3 text layers,
+1 and 4 vision blocks), each in a fresh process, and extrapolates linearly to the real depth: every layer of
+one model costs the same, so t(L) = t(a) + (t(b) - t(a)) / (b - a) * (L - a). N3D's lm_head is tied to its embedding to fit memory (same FLOPs and
 bytes per token); its 4 full-attention vision blocks are extrapolated at the cost of the windowed ones
-(attention is ~1/4 of a block's FLOPs at 1564 patches). Printed: medians over --repeats, the measured points, and the peak RSS of each process.
+(attention is ~1/4 of a block's FLOPs at 1564 patches). Printed: medians and minima over --repeats (this
+machine is shared: the extrapolation uses the minimum, the least disturbed run), the measured points, and the
+peak RSS of each process.
 
 Usage: python bench/bench_hispatial.py [--device cpu|cuda] [--dtype float32|bfloat16] [--text-layers 1,2|full]
 """
@@ -112,8 +114,14 @@ def hispatial_config(text_layers, image_token_id):
         image_token_index=image_token_id, projection_dim=2304, bos_token_id=2, eos_token_id=1, pad_token_id=0)
 
 
-def measure_hispatial(text_layers, device, dtype, new_tokens, repeats):
-    from n3d_ros.hispatial.model import HiSpatialEngine, build_network
+def _stats(values):
+    return {"median": statistics.median(values), "min": min(values)}
+
+
+def measure_hispatial(text_layers, device, dtype, new_tokens, repeats, time_image=True):
+    import torch
+
+    from n3d_ros.hispatial.model import FrameFeatures, HiSpatialEngine, build_network
     from n3d_ros.hispatial.pointmap import build_xyz_inputs
     from n3d_ros.hispatial.tiny import PREPROCESSOR_CONFIG
     from n3d_ros.hispatial.tokenizer import IMAGE_TOKEN, build_test_tokenizer
@@ -124,18 +132,22 @@ def measure_hispatial(text_layers, device, dtype, new_tokens, repeats):
     network = _build(build_network, config, dtype, device)
     processor = SiglipImageProcessorPil(**{k: v for k, v in PREPROCESSOR_CONFIG.items() if k != "processor_class"})
     engine = HiSpatialEngine(network, tokenizer, processor, max_new_tokens=new_tokens)
-    inputs = build_xyz_inputs(_frame())
-    features = engine.encode_frame(inputs)  # warm-up
-    engine.ask(features, QUESTION, max_new_tokens=2)
-    image = [_timed(lambda: engine.encode_frame(inputs), device)[0] for _ in range(repeats)]
+    image = []
+    if time_image:  # first call included: on a robot every frame is new, and the encode dwarfs warm-up costs
+        inputs = build_xyz_inputs(_frame())
+        timed = [_timed(lambda: engine.encode_frame(inputs), device) for _ in range(repeats)]
+        image, features = [t for t, _ in timed], timed[-1][1]
+    else:  # the text side does not care what the 1024 image embeddings hold: skip the ~1 TFLOP encode
+        generator = torch.Generator(device=device).manual_seed(0)
+        features = FrameFeatures(0.02 * torch.randn(1, 1024, 2304, generator=generator, device=device,
+                                                    dtype=getattr(torch, dtype)), 0.0)
+    engine.ask(features, QUESTION, max_new_tokens=2)  # warm-up
     first = [_timed(lambda: engine.ask(features, QUESTION, max_new_tokens=1), device)[0] for _ in range(repeats)]
     runs = [_timed(lambda: engine.ask(features, QUESTION, max_new_tokens=new_tokens), device) for _ in range(repeats)]
-    generated = min(len(out.token_ids) for _, out in runs)
-    prompt = len(runs[0][1].prompt)
     rss, gpu = _peak_gib()
-    return {"image_s": statistics.median(image), "first_token_s": statistics.median(first),
-            "answer_s": statistics.median(t for t, _ in runs), "generated": generated, "prompt_tokens": prompt,
-            "rss_gib": rss, "gpu_gib": gpu}
+    return {"image_s": _stats(image) if image else None, "first_token_s": _stats(first),
+            "answer_s": _stats([t for t, _ in runs]), "generated": min(len(out.token_ids) for _, out in runs),
+            "prompt_tokens": len(runs[0][1].prompt), "rss_gib": rss, "gpu_gib": gpu}
 
 
 # ------------------------------------------------------------------ N3D-VLM
@@ -184,8 +196,8 @@ def measure_n3d(text_layers, vision_blocks, device, dtype, new_tokens, repeats, 
     first = [_timed(lambda: turn(1), device)[0] for _ in range(repeats)]
     runs = [_timed(lambda: turn(new_tokens), device) for _ in range(repeats)]
     rss, gpu = _peak_gib()
-    return {"image_s": 0.0, "first_token_s": statistics.median(first),  # the vision tower runs inside prefill
-            "answer_s": statistics.median(t for t, _ in runs),
+    return {"image_s": None, "first_token_s": _stats(first),  # the vision tower runs inside prefill
+            "answer_s": _stats([t for t, _ in runs]),
             "generated": min(len(out.token_ids) for _, out in runs), "prompt_tokens": runs[0][1].prompt_tokens,
             "rss_gib": rss, "gpu_gib": gpu}
 
@@ -197,74 +209,97 @@ def _in_fresh_process(fn, *args):
         return pool.submit(fn, *args).result()
 
 
-def _per_token(m):
-    return (m["answer_s"] - m["first_token_s"]) / max(m["generated"] - 1, 1)
+def _per_token(m, stat="min"):
+    return (m["answer_s"][stat] - m["first_token_s"][stat]) / max(m["generated"] - 1, 1)
 
 
-def _extrapolate(one, two, layers, key):
-    """Value at the real depth from two depths that differ by one layer (or one block)."""
-    return one[key] + (two[key] - one[key]) * (layers - 1)
+def _at_depth(points, depth):
+    """Linear in depth through two (depth, value) points."""
+    (a, ta), (b, tb) = points
+    return ta + (tb - ta) / (b - a) * (depth - a)
 
 
 def _row(name, image, first, per_token, turns, new_tokens):
     question = image + turns * (first + per_token * (new_tokens - 1))
-    print(f"  {name:<34} {image:>8.2f} {first:>10.2f} {1.0 / per_token:>9.2f} {question:>12.2f}")
+    print(f"  {name:<34} {image:>8.2f} {first:>10.2f} {1.0 / per_token:>10.2f} {question:>11.2f}")
     return question
+
+
+def decode_bytes(dtype_bytes):
+    """Weights read per decoded token (all text layers + the output head), from the real configs: on a
+    memory-bound device this ratio is the decode speed ratio."""
+    def layer(h, q, kv, ff):
+        return h * q + 2 * h * kv + q * h + 3 * h * ff
+    hispatial = HISPATIAL_TEXT_LAYERS * layer(2304, 8 * 256, 4 * 256, 9216) + 257216 * 2304
+    n3d = N3D_TEXT_LAYERS * layer(3584, 3584, 4 * 128, 18944) + 152064 * 3584
+    return hispatial * dtype_bytes / 1e9, n3d * dtype_bytes / 1e9
+
+
+HS_DEPTHS, N3D_SHAPES = (1, 4), ((1, 1), (3, 1), (1, 4))  # (text layers, vision blocks)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (CUDA default)")
-    parser.add_argument("--text-layers", default=None, help="'full' (CUDA default) or '1,2' (CPU default)")
+    parser.add_argument("--text-layers", default=None, help="'full' (CUDA default) or 'extrapolate' (CPU default)")
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-n3d", action="store_true")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     dtype = args.dtype or ("bfloat16" if cuda else "float32")
-    full = (args.text_layers or ("full" if cuda else "1,2")) == "full"
+    full = (args.text_layers or ("full" if cuda else "extrapolate")) == "full"
     common = (args.device, dtype, args.new_tokens, args.repeats)
     print(f"HiSpatial-3B vs N3D-VLM-7B, random weights, {args.device} {dtype}, 640x480 frame, "
-          f"{args.new_tokens} new tokens per prompt, median of {args.repeats}")
+          f"{args.new_tokens} new tokens per prompt, {args.repeats} repeats")
     if full:
-        hs = _in_fresh_process(measure_hispatial, HISPATIAL_TEXT_LAYERS, *common)
-        points = {"hispatial": [hs]}
+        points = {"hispatial": [(HISPATIAL_TEXT_LAYERS, None, _in_fresh_process(measure_hispatial,
+                                                                               HISPATIAL_TEXT_LAYERS, *common))]}
         if not args.skip_n3d:
-            points["n3d"] = [_in_fresh_process(measure_n3d, N3D_TEXT_LAYERS, N3D_VISION_BLOCKS, *common, False)]
+            points["n3d"] = [(N3D_TEXT_LAYERS, N3D_VISION_BLOCKS, _in_fresh_process(
+                measure_n3d, N3D_TEXT_LAYERS, N3D_VISION_BLOCKS, *common, False))]
     else:
-        points = {"hispatial": [_in_fresh_process(measure_hispatial, k, *common) for k in (1, 2)]}
+        points = {"hispatial": [(k, None, _in_fresh_process(measure_hispatial, k, *common, k == HS_DEPTHS[0]))
+                                for k in HS_DEPTHS]}
         if not args.skip_n3d:
-            points["n3d"] = [_in_fresh_process(measure_n3d, t, v, *common, True) for t, v in ((1, 1), (2, 1), (1, 2))]
-    print("\nmeasured shapes (s; first token = prefill incl. N3D's vision tower; peak RSS / GPU GiB):")
-    for name, ms in points.items():
-        for m in ms:
-            print(f"  {name:<10} image {m['image_s']:7.2f}  first token {m['first_token_s']:7.2f}  "
-                  f"{m['generated']} tokens {m['answer_s']:7.2f}  prompt {m['prompt_tokens']} tokens  "
-                  f"peak {m['rss_gib']:.1f} / {m['gpu_gib']:.1f}")
-    print(f"\n  {'real shape' + ('' if full else ' (extrapolated)'):<34} {'image s':>8} {'prefill s':>10} "
-          f"{'decode t/s':>9} {'question s':>12}")
+            points["n3d"] = [(t, v, _in_fresh_process(measure_n3d, t, v, *common, True)) for t, v in N3D_SHAPES]
+    print("\nmeasured shapes (seconds, median / min; N3D's first token includes its vision tower):")
+    for name, rows in points.items():
+        for text_layers, blocks, m in rows:
+            image = f"image {m['image_s']['median']:6.2f} / {m['image_s']['min']:6.2f}  " if m["image_s"] else ""
+            shape = f"{text_layers} text layers" + (f", {blocks} vision blocks" if blocks else "")
+            print(f"  {name:<10} {shape:<30} {image}first token {m['first_token_s']['median']:6.2f} / "
+                  f"{m['first_token_s']['min']:6.2f}  {m['generated']} tokens {m['answer_s']['median']:6.2f} / "
+                  f"{m['answer_s']['min']:6.2f}  prompt {m['prompt_tokens']}  peak RSS {m['rss_gib']:.1f} GiB"
+                  + (f", GPU {m['gpu_gib']:.1f} GiB" if cuda else ""))
+    label = "real shape" + ("" if full else " (extrapolated, minima)")
+    print(f"\n  {label:<34} {'image s':>8} {'prefill s':>10} {'decode t/s':>10} {'question s':>11}")
+    hs = points["hispatial"]
+    image = hs[0][2]["image_s"]["min"]
     if full:
-        hs = points["hispatial"][0]
-        hs_row = (hs["image_s"], hs["first_token_s"], _per_token(hs))
+        hs_row = (image, hs[0][2]["first_token_s"]["min"], _per_token(hs[0][2]))
     else:
-        one, two = points["hispatial"]
-        hs_row = (one["image_s"], _extrapolate(one, two, HISPATIAL_TEXT_LAYERS, "first_token_s"),
-                  _per_token(one) + (_per_token(two) - _per_token(one)) * (HISPATIAL_TEXT_LAYERS - 1))
+        hs_row = (image, _at_depth([(k, m["first_token_s"]["min"]) for k, _, m in hs], HISPATIAL_TEXT_LAYERS),
+                  _at_depth([(k, _per_token(m)) for k, _, m in hs], HISPATIAL_TEXT_LAYERS))
     hs_question = _row("HiSpatial-3B (1 prompt)", *hs_row, 1, args.new_tokens)
     if "n3d" in points:
+        n3d = points["n3d"]
         if full:
-            n3d = points["n3d"][0]
-            n3d_row = (0.0, n3d["first_token_s"], _per_token(n3d))
+            n3d_row = (0.0, n3d[0][2]["first_token_s"]["min"], _per_token(n3d[0][2]))
         else:
-            base, text2, vis2 = points["n3d"]
-            prefill = (base["first_token_s"] + (text2["first_token_s"] - base["first_token_s"]) * (N3D_TEXT_LAYERS - 1)
-                       + (vis2["first_token_s"] - base["first_token_s"]) * (N3D_VISION_BLOCKS - 1))
-            per_token = _per_token(base) + (_per_token(text2) - _per_token(base)) * (N3D_TEXT_LAYERS - 1)
+            (_, _, base), (t2, _, text), (_, v2, vision) = n3d
+            first = [m["first_token_s"]["min"] for m in (base, text, vision)]
+            prefill = (first[0] + (first[1] - first[0]) / (t2 - 1) * (N3D_TEXT_LAYERS - 1)
+                       + (first[2] - first[0]) / (v2 - 1) * (N3D_VISION_BLOCKS - 1))
+            per_token = _at_depth([(1, _per_token(base)), (t2, _per_token(text))], N3D_TEXT_LAYERS)
             n3d_row = (0.0, prefill, per_token)
         n3d_question = _row("N3D-VLM-7B (2 turns)", *n3d_row, 2, args.new_tokens)
-        print(f"\n  HiSpatial / N3D per question: {hs_question / n3d_question:.2f}x the time "
-              f"(decode {n3d_row[2] / hs_row[2]:.2f}x the tokens/s)")
+        print(f"\n  per question HiSpatial takes {hs_question / n3d_question:.2f}x N3D's time; decode "
+              f"{n3d_row[2] / hs_row[2]:.2f}x its tokens/s; prefill {hs_row[1] / n3d_row[1]:.2f}x")
+    hs_gb, n3d_gb = decode_bytes(2 if dtype in ("bfloat16", "float16") else 4)
+    print(f"  weights read per decoded token ({dtype}): HiSpatial {hs_gb:.1f} GB, N3D {n3d_gb:.1f} GB "
+          f"({n3d_gb / hs_gb:.2f}x): the decode ratio of a memory-bound device")
     return 0
 
 
