@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI runs (`make test`, .ci/run), stage by stage; each stage runs even when an earlier one failed,
 # and the script exits non-zero if any failed. Stages:
-#   1. setup         .venv + install/ (ci/setup.sh), .venv-tools + .venv's oldest overlay (ci/setup_tools.sh)
+#   1. setup         .venv + install/ (ci/setup.sh); .venv-tools, .overlay-oldest, .venv-numpy1 (ci/setup_tools.sh)
 #   2. requirements  requirements.txt resolves for Python 3.10 (x86_64, aarch64) and 3.12 (ci/check_requirements.sh)
 #   3. python 3.10   syntax and standard library of all our Python (ci/check_py310.py)
 #   4. test suite    every test, ROS 2 Kilted and the exact pins of ci/constraints.txt
