@@ -137,6 +137,9 @@ def test_prefill_injects_raw_features_once_and_decode_uses_the_cache(engine, inp
     prefill = seen[0]
     assert prefill.shape[1] == len(out.prompt)
     torch.testing.assert_close(prefill[0, :1024], frame.features[0])  # raw projector output, no / sqrt(hidden)
+    embed = net.get_input_embeddings()
+    text_ids = torch.tensor(out.prompt.ids[1024:])
+    torch.testing.assert_close(prefill[0, 1024:], embed.weight[text_ids] * 64 ** 0.5)  # text: x sqrt(hidden)
     assert all(step.shape[1] == 1 for step in seen[1:len(out.token_ids)])  # one token per decode step
 
 
@@ -151,26 +154,28 @@ def test_greedy_is_repeatable_and_reads_the_point_map(engine, features):
 def _image_token_state(engine, frame, question, token_type_ids):
     prompt = engine.prompts.encode(question)
     ids = torch.tensor([prompt.ids])
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
     with torch.no_grad():
-        out = engine.network(input_ids=ids, attention_mask=torch.ones_like(ids),
-                             token_type_ids=token_type_ids(ids),
-                             mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=frame.features)},
+        out = engine.network(inputs_embeds=engine.prompt_embeddings(ids, frame.features),
+                             attention_mask=torch.ones_like(ids), token_type_ids=token_type_ids(ids),
                              output_hidden_states=True)
     return out.hidden_states[-1][0, 0]
 
 
 def test_prefix_is_bidirectional(engine, features):
-    """The first image token sees the question only with token_type_ids = 0 (without them 5.x is causal)."""
+    """With token_type_ids = 0 over the whole prompt the first image token sees the question."""
     frame = features
     zeros = torch.zeros_like
     a = _image_token_state(engine, frame, "How far is the red mug from the camera?", zeros)
     b = _image_token_state(engine, frame, "Is there any chair to the left of the table?", zeros)
     assert not torch.allclose(a, b)
-    causal = lambda ids: None  # noqa: E731
-    c = _image_token_state(engine, frame, "How far is the red mug from the camera?", causal)
-    d = _image_token_state(engine, frame, "Is there any chair to the left of the table?", causal)
+    # control: with the question marked as causal suffix (type 1) the image tokens cannot see it
+    def prefix_only(ids):
+        types = torch.ones_like(ids)
+        types[:, :1025] = 0  # image tokens and <bos>
+        return types
+
+    c = _image_token_state(engine, frame, "How far is the red mug from the camera?", prefix_only)
+    d = _image_token_state(engine, frame, "Is there any chair to the left of the table?", prefix_only)
     torch.testing.assert_close(c, d)
 
 

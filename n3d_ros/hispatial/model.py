@@ -2,13 +2,17 @@
 
 Network: ``PaliGemmaForConditionalGeneration`` from the checkpoint's PaliGemmaConfig, with the projector's
 Linear widened to [SigLIP | depth] -> text width and a ``depth_encoder`` module next to it (spec 4.4 option A).
-Engine: the image features (SigLIP + depth encoder + projector) are computed once per frame and handed to
-``generate`` as ``mm_encoder_outputs``, which uses them at prefill only; ``token_type_ids`` = 0 over the prompt
-give the bidirectional prefix (without them 5.x prefills causally); greedy, eos <eos>, pad <pad>.
+Engine: the image features (SigLIP + depth encoder + projector) are computed once per frame; each prompt's
+embeddings are the token embeddings (x sqrt(hidden) inside Gemma's embed_tokens) with the raw features
+scattered into the 1024 <image> positions, exactly what PaliGemmaModel.forward does with pixel_values
+(spec 4.4 option C; ``mm_encoder_outputs`` would do the same but transformers 5.17 lacks it). generate() runs
+the prefill from these embeddings and decodes from the KV cache; ``token_type_ids`` = 0 over the prompt give
+the bidirectional prefix (without them 5.x prefills causally); greedy, eos <eos>, pad <pad>.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -22,12 +26,24 @@ DEFAULT_MAX_NEW_TOKENS = 100  # the reference predictor and every eval script
 COT_MAX_NEW_TOKENS = 384      # chain-of-thought answers run ~150 tokens (spec 4.3)
 
 
-def build_network(config):
-    """A PaliGemmaForConditionalGeneration with HiSpatial's projector and depth encoder (weights as created)."""
-    from torch import nn
+@functools.lru_cache(maxsize=1)
+def network_class():
+    """Stock PaliGemmaForConditionalGeneration whose generate() may start from prompt embeddings: its own
+    prepare_inputs_for_generation takes them only through **kwargs, which generate() refuses to rely on."""
     from transformers import PaliGemmaForConditionalGeneration
 
-    network = PaliGemmaForConditionalGeneration(config)
+    class HiSpatialForConditionalGeneration(PaliGemmaForConditionalGeneration):
+        def prepare_inputs_for_generation(self, input_ids, inputs_embeds=None, **kwargs):
+            return super().prepare_inputs_for_generation(input_ids, inputs_embeds=inputs_embeds, **kwargs)
+
+    return HiSpatialForConditionalGeneration
+
+
+def build_network(config):
+    """The PaliGemma network with HiSpatial's projector and depth encoder (weights as created)."""
+    from torch import nn
+
+    network = network_class()(config)
     vision = config.vision_config
     text_width = config.text_config.hidden_size
     inner = network.model
@@ -121,7 +137,6 @@ class HiSpatialEngine:
     def generate(self, frame: FrameFeatures, prompt: PromptIds,
                  max_new_tokens: Optional[int] = None) -> HiSpatialOutput:
         import torch
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         budget = max_new_tokens or self.max_new_tokens
         if len(prompt) + budget > self.context_length:
@@ -132,9 +147,8 @@ class HiSpatialEngine:
         start = time.perf_counter()
         with torch.inference_mode():
             out = self.network.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
-                mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=frame.features)},
-                max_new_tokens=budget, do_sample=False, num_beams=1, eos_token_id=self.prompts.eos_id,
+                input_ids=ids, inputs_embeds=self.prompt_embeddings(ids, frame.features),
+                attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids), max_new_tokens=budget, do_sample=False, num_beams=1, eos_token_id=self.prompts.eos_id,
                 pad_token_id=self.pad_id, stopping_criteria=criteria, use_cache=True,
                 temperature=None, top_p=None, top_k=None)
         new = out[0, ids.shape[1]:].tolist()
@@ -146,6 +160,18 @@ class HiSpatialEngine:
     def decode_text(self, token_ids: Sequence[int]) -> str:
         """All new tokens at once, special tokens kept (<loc> answers are text), then <eos> stripped."""
         return clean(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
+
+    def prompt_embeddings(self, ids, features):
+        """[1, L, hidden] prefill embeddings: token embeddings, the image features at the <image> positions."""
+        import torch
+
+        image = ids == self.prompts.image_id
+        if int(image.sum()) != features.shape[0] * features.shape[1]:
+            raise InputError(f"prompt has {int(image.sum())} <image> tokens for {features.shape[1]} image features")
+        vocab = self.network.config.text_config.vocab_size
+        with torch.inference_mode():
+            embeds = self.network.get_input_embeddings()(ids.masked_fill(ids >= vocab, 0))
+            return embeds.masked_scatter(image[..., None], features.to(embeds.device, embeds.dtype))
 
     def _stopping_criteria(self):
         cancelled = self.cancelled
