@@ -28,7 +28,7 @@ class CancelFlag(Protocol):
 
     def is_set(self) -> bool: ...
 
-BACKENDS = ("tabletop", "n3d")
+BACKENDS = ("tabletop", "n3d", "hispatial")
 DTYPES = ("float32", "bfloat16", "float16")
 QUANTIZATIONS = ("", "4bit", "8bit")
 SAMPLINGS = ("greedy", "official")
@@ -133,6 +133,10 @@ def build_backend(config: PipelineConfig) -> Backend:
         from .backends.tabletop import TabletopBackend
 
         return TabletopBackend(min_range_m=config.min_range_m, max_range_m=config.max_range_m)
+    if config.backend == "hispatial":
+        from .backends.hispatial import build_hispatial_backend
+
+        return build_hispatial_backend(config)
     from .backends.n3d import N3DBackend
     from .engine.model import load_engine
 
@@ -254,7 +258,10 @@ class Pipeline:
     def _reason(self, frame: RGBDFrame, query: str, parsed, grounding: GroundingResult) -> Answer:
         from .reasoning.spatial import answer_question
 
-        if parsed is not None:
+        # Optional backend hook (backends/base.py): questions the geometry path could parse but the backend's
+        # own model answers better (HiSpatial boxes only the objects named, so counts need the model).
+        answers_with_model = getattr(self.backend, "answers_with_model", None)
+        if parsed is not None and not (answers_with_model is not None and answers_with_model(parsed)):
             return answer_question(parsed, grounding.boxes)
         return self._answer_with_model(frame, query, grounding)
 
@@ -265,8 +272,11 @@ class Pipeline:
             return Answer(success=False, text="", path="none", objects=list(grounding.boxes),
                           message=f"{exc} Ask about distance, size, position, direction or counts, or run "
                                   "the n3d backend for free-form questions.")
+        # Optional backend hook: the value/unit of a model answer, for models that answer numerically (HiSpatial).
+        value_of = getattr(self.backend, "answer_value", None)
+        value, unit = value_of(query, text) if value_of is not None and text else (None, "")
         return Answer(success=bool(text), text=text, path="model", reasoning=reasoning,
-                      objects=list(grounding.boxes),
+                      objects=list(grounding.boxes), value=value, unit=unit,
                       message="" if text else "the model returned no answer after its reasoning")
 
     def _refine(self, frame: RGBDFrame, result: GroundingResult) -> None:

@@ -161,3 +161,28 @@ def test_chain_of_thought_answer_is_the_last_step():
                       "sticking out.")
     assert reasoning.startswith("Step1: Plan") and reasoning.endswith("0.70m > 0.5m")
     assert split_chain_of_thought("  (B) ") == ("(B)", "")
+
+
+def test_counts_go_to_the_model_and_numeric_answers_carry_value_and_unit(pipeline, scripted, frame):
+    scripted.script = [MUG, "3<eos>"]
+    answer = pipeline.ask(frame, "how many mugs are there?")
+    assert scripted.questions[-1] == "how many mugs are there?"  # the model, not a count of grounded boxes
+    assert answer.success and answer.path == "model"
+    assert (answer.value, answer.unit) == (3.0, "count")
+
+
+def test_the_geometry_path_still_answers_what_it_parses(pipeline, scripted, frame):
+    scripted.script = [MUG, LAPTOP]
+    answer = pipeline.ask(frame, "how far is the red mug from the laptop?")
+    assert answer.path == "geometry" and answer.unit == "m"
+    assert answer.value == pytest.approx(np.hypot(0.55, 0.30), abs=1e-6)  # centres (-0.25, 0.1, 0.95), (0.3, 0.1, 1.25)
+    assert len(scripted.questions) == 2  # two groundings, no free-form turn
+
+
+def test_pipeline_from_config_selects_hispatial():
+    pipeline = Pipeline.from_config(PipelineConfig(backend="hispatial", model=str(cached_tiny_checkpoint()),
+                                                   device="cpu", dtype="float32", max_new_tokens=4))
+    try:
+        assert isinstance(pipeline.backend, HiSpatialBackend)
+    finally:
+        pipeline.close()

@@ -19,6 +19,9 @@ class Backend(Protocol):
 
     # Optional, used by the pipeline before any work: depth_range_m = (min, max) metres the backend uses, and
     # frame_problem(frame) -> why the frame's size cannot be used (core.frame_size), or None.
+    # Optional, used when reasoning: answers_with_model(parsed_question) -> True to send a question the geometry
+    # path could answer to the model instead (a backend that boxes only named objects cannot count), and
+    # answer_value(question, answer_text) -> (value or None, unit) for a model that answers numerically.
 
     def detect(self, frame: RGBDFrame) -> GroundingResult:
         """Every object the backend can find."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 # name -> (Python type, description). Defaults come from the parameter file the launch file loads.
 LAUNCH_PARAMETERS = {
-    "backend": (str, "tabletop (model-free) or n3d (N3D-VLM)"),
+    "backend": (str, "tabletop (model-free), n3d (N3D-VLM) or hispatial (HiSpatial-3B)"),
     "model": (str, "hub id or local checkpoint directory"),
     "device": (str, "auto, cpu, cuda, cuda:N or mps"),
     "dtype": (str, "float32, bfloat16 or float16"),

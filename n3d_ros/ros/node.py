@@ -379,7 +379,7 @@ class N3DNode(LifecycleNode):
         age = None if latest is None else -self.inputs.ahead_s(latest)
         status = self.stats.status(
             name=f"{self.get_fully_qualified_name()}: pipeline",
-            hardware_id=pipeline.config.model if pipeline is not None and pipeline.config.backend == "n3d"
+            hardware_id=pipeline.config.model if pipeline is not None and pipeline.config.backend in ("n3d", "hispatial")
             else "tabletop", lifecycle=self.lifecycle, model_state=self.model_state,
             queue=worker.queue_length() if worker is not None else 0, frame_age_s=age,
             max_future_stamp_s=settings.max_future_stamp_s if settings is not None else None,

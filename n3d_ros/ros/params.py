@@ -25,7 +25,7 @@ MAX_FRAME_ID_CHARS = 256  # longer target frames are refused (and never echoed b
 
 # name -> (default, description)
 PARAMETERS = {
-    "backend": ("tabletop", "tabletop (model-free) or n3d (N3D-VLM)"),
+    "backend": ("tabletop", "tabletop (model-free), n3d (N3D-VLM) or hispatial (HiSpatial-3B)"),
     "model": ("yuxinhk/N3D-VLM", "hub id or local checkpoint directory"),
     "device": ("auto", "auto, cpu, cuda, cuda:N or mps"),
     "dtype": ("bfloat16", "float32, bfloat16 or float16"),
