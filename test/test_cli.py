@@ -107,3 +107,15 @@ def test_installed_entry_point(scene_dir):
                            "where is the pink unicorn?"], capture_output=True, text=True, timeout=120)
     payload = json.loads(done.stdout)
     assert done.returncode == 1 and not payload["success"] and "pink unicorn" in payload["answer"]
+
+
+def test_saturated_depth_png_is_refused_saying_what_it_held(capsys, scene_dir, tmp_path):
+    import cv2
+
+    saturated = tmp_path / "depth.png"
+    cv2.imwrite(str(saturated), np.full((480, 640), 65535, dtype=np.uint16))
+    capsys.readouterr()
+    code, payload = run_json(capsys, [
+        "ask", "--color", str(scene_dir / "color.png"), "--depth", str(saturated),
+        "--intrinsics", str(scene_dir / "camera_info.json"), "--backend", "tabletop", "where is the red box?"])
+    assert payload["success"] is False and "all 65535" in payload["message"], payload["message"]

@@ -98,7 +98,9 @@ def read_color(path: Path) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, ::-1])  # OpenCV reads BGR
 
 
-def read_depth(path: Path, min_range_m: float, max_range_m: float) -> np.ndarray:
+def read_depth(path: Path, min_range_m: float, max_range_m: float):
+    """(depth in metres with the range applied, the raw readout for refusals: core/depth_check.py)."""
+    from ..core.depth_check import read_depth_payload
     from ..core.images import decode_depth
 
     path = Path(path)
@@ -119,8 +121,9 @@ def read_depth(path: Path, min_range_m: float, max_range_m: float) -> np.ndarray
                              f"with shape {depth.shape}")
         encoding = "16UC1"
     height, width = depth.shape
-    return decode_depth(depth.tobytes(), encoding, width, height,
-                        min_range_m=min_range_m, max_range_m=max_range_m)
+    payload = depth.tobytes()
+    metres = decode_depth(payload, encoding, width, height, min_range_m=min_range_m, max_range_m=max_range_m)
+    return metres, read_depth_payload(payload, encoding, width, height)
 
 
 def frame_from_args(args: argparse.Namespace) -> RGBDFrame:
@@ -133,8 +136,9 @@ def frame_from_args(args: argparse.Namespace) -> RGBDFrame:
                              + ", ".join("--" + m for m in missing) + ")")
         color, depth, intrinsics = args.color, args.depth, args.intrinsics
     camera = camera_from_json(intrinsics)
-    return RGBDFrame(color=read_color(color), depth=read_depth(depth, args.min_range, args.max_range),
-                     camera=camera, frame_id=camera.frame_id)
+    metres, readout = read_depth(depth, args.min_range, args.max_range)
+    return RGBDFrame(color=read_color(color), depth=metres, camera=camera, frame_id=camera.frame_id,
+                     depth_readout=readout)
 
 
 def print_json(payload: dict) -> None:
