@@ -10,11 +10,9 @@ encoding hard-codes it. Random weights answer nonsense; the code path is the rea
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-from .tokenizer import cache_root, offline_qwen_tokenizer
+from .tokenizer import cached_directory, offline_qwen_tokenizer
 
 # Mirrors Qwen2.5-VL-7B-Instruct's generation_config.json except for the sampling values, which are the
 # N3D demo's (spec 4.6): repetition_penalty and the two EOS ids are what a real checkpoint adds.
@@ -85,13 +83,5 @@ def build_tiny_checkpoint(out_dir, seed: int = 0) -> Path:
 
 def cached_tiny_checkpoint(seed: int = 0) -> Path:
     """The tiny checkpoint under the cache directory, built on first use (a few seconds)."""
-    target = cache_root() / f"tiny_qwen2_5_vl_seed{seed}"
-    if (target / "generation_config.json").is_file():
-        return target
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    build_tiny_checkpoint(tmp, seed)
-    try:
-        tmp.replace(target)
-    except OSError:  # built concurrently by another process: keep theirs
-        shutil.rmtree(tmp)
-    return target
+    return cached_directory(f"tiny_qwen2_5_vl_seed{seed}", "generation_config.json",
+                            lambda tmp: build_tiny_checkpoint(tmp, seed))

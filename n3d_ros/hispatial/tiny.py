@@ -11,11 +11,9 @@ nonsense; the code path is the real one.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-from ..engine.tokenizer import cache_root
+from ..engine.tokenizer import cached_directory
 
 PREPROCESSOR_CONFIG = {  # google/paligemma2-3b-mix-448's values (spec 1.2)
     "image_processor_type": "SiglipImageProcessor",
@@ -77,13 +75,5 @@ def build_tiny_checkpoint(out_dir, seed: int = 0) -> Path:
 
 def cached_tiny_checkpoint(seed: int = 0) -> Path:
     """The tiny checkpoint under the cache directory, built on first use (a few seconds)."""
-    target = cache_root() / f"tiny_hispatial_seed{seed}"
-    if (target / "preprocessor_config.json").is_file():
-        return target
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    build_tiny_checkpoint(tmp, seed)
-    try:
-        tmp.replace(target)
-    except OSError:  # built concurrently by another process: keep theirs
-        shutil.rmtree(tmp)
-    return target
+    return cached_directory(f"tiny_hispatial_seed{seed}", "preprocessor_config.json",
+                            lambda tmp: build_tiny_checkpoint(tmp, seed))
