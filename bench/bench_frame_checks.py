@@ -15,19 +15,9 @@ Usage: python bench/bench_frame_checks.py [--repeats 15]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
-
-
-def median_ms(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+from timing import median_ms  # noqa: E402
 
 
 def row(name, ms, baseline_ms=None):

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import struct
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from n3d_ros.core.images import decode_depth  # noqa: E402
 from n3d_ros.core.pointmap import build_point_map, outlier_tolerance_m, target_size  # noqa: E402
 from n3d_ros.core.scene import make_scene  # noqa: E402
 from n3d_ros.core.types import RGBDFrame  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 TARGET_MS_640 = 5.0
 
@@ -77,15 +76,6 @@ def reference_point_map(data: bytes, width: int, height: int, color, camera, min
     for p in pts:
         out[p[3]] = [(p[0] - shift[0]) * scaling, (p[1] - shift[1]) * scaling, (p[2] - shift[2]) * scaling, 1.0]
     return out, shift, scaling
-
-
-def median_ms(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def bench(width, height, repeats, ref_repeats):

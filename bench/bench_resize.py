@@ -15,9 +15,7 @@ Usage: python bench/bench_resize.py [--repeats 50]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from n3d_ros.core.images import decode_color  # noqa: E402
 from n3d_ros.core.resize import resize_horizontal_first  # noqa: E402
+from timing import median_ms as timing_median_ms  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return timing_median_ms(fn, repeats, warmup=1)
 
 
 def main() -> None:

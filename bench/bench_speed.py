@@ -17,22 +17,14 @@ Without --model it builds the tiny random-weight checkpoint (CPU, offline).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from test_engine_speed import tiny_inputs  # noqa: E402  (the same synthetic frame the tests use)
+from timing import median_s as median_time  # noqa: E402
 
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_prefix_cache(path, device, dtype, repeats):
