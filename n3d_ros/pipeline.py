@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Callable, Iterator, Optional, Protocol
 
 from .backends.base import Backend, BackendUnsupported
+from .engine.runtimes import RUNTIMES
+from .engine.runtimes.gguf_export import QUANTS as GGUF_EXPORT_QUANTS
 from .core.boxes import degenerate_box_reason
 from .core.depth_check import frame_problem
 from .core.types import Answer, Cancelled, GroundingResult, InputError, RGBDFrame
@@ -29,6 +31,7 @@ class CancelFlag(Protocol):
     def is_set(self) -> bool: ...
 
 BACKENDS = ("tabletop", "n3d", "hispatial")
+GGUF_QUANTS = ("",) + GGUF_EXPORT_QUANTS  # "" = whatever the file holds
 DTYPES = ("float32", "bfloat16", "float16")
 QUANTIZATIONS = ("", "4bit", "8bit")
 SAMPLINGS = ("greedy", "official")
@@ -59,6 +62,11 @@ class PipelineConfig:
     # A hub id is only looked up in the local cache unless downloads are allowed: a robot should not start
     # fetching 16 GB (or stall on retries without a network) at configure time.
     allow_download: bool = False
+    # Language-model runtime of the n3d backend: transformers (the checkpoint in torch) or llamacpp (the
+    # checkpoint's vision tower in torch, its language model from an `n3d export-gguf` file).
+    runtime: str = "transformers"
+    gguf: str = ""          # '' = <model dir>/n3d-lm-<gguf_quant or q4_k_m>.gguf
+    gguf_quant: str = ""    # '' = whatever the file holds; else checked against it
 
     def validated(self) -> "PipelineConfig":
         """Return self, or raise InputError naming the first bad field and its allowed values."""
@@ -66,6 +74,11 @@ class PipelineConfig:
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("quantization", self.quantization, QUANTIZATIONS)
         _check_choice("sampling", self.sampling, SAMPLINGS)
+        _check_choice("runtime", self.runtime, RUNTIMES)
+        _check_choice("gguf_quant", self.gguf_quant, GGUF_QUANTS)
+        if self.runtime != "transformers" and self.backend != "n3d":
+            raise InputError(f"runtime {self.runtime!r} runs the n3d backend's language model; backend "
+                             f"{self.backend!r} needs runtime 'transformers'")
         if not self.model.strip():
             raise InputError("model must be a hub id (e.g. yuxinhk/N3D-VLM) or a local checkpoint directory")
         if self.device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
@@ -137,26 +150,9 @@ def build_backend(config: PipelineConfig) -> Backend:
         from .backends.hispatial import build_hispatial_backend
 
         return build_hispatial_backend(config)
-    from .backends.n3d import N3DBackend
-    from .engine.model import load_engine
+    from .backends.n3d import build_n3d_backend
 
-    engine = load_engine(
-        config.model,
-        device=config.device,
-        dtype=config.dtype,
-        quantization=config.quantization or None,
-        sampling=config.sampling,
-        max_new_tokens=config.max_new_tokens,
-        local_files_only=not config.allow_download,
-    )
-    if config.prefix_cache or config.constrained_decoding:
-        from .engine.fast_engine import FastN3DEngine
-
-        engine = FastN3DEngine.from_engine(
-            engine, sampling=config.sampling, prefix_cache_size=1,
-            constrain_boxes=config.constrained_decoding, draft=config.constrained_decoding,
-            single_object_stop=config.single_object_stop, use_prefix_cache=config.prefix_cache)
-    return N3DBackend(engine, min_range_m=config.min_range_m, max_range_m=config.max_range_m)
+    return build_n3d_backend(config)
 
 
 class Pipeline:

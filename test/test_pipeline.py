@@ -30,10 +30,27 @@ def test_queries_are_cleaned_not_rewritten():
     ("backend", "yolo", "backend must be one of"), ("dtype", "int8", "dtype must be one of"),
     ("device", "gpu0", "device must be"), ("max_new_tokens", 0, "max_new_tokens"),
     ("min_range_m", 20.0, "min_range_m < max_range_m"), ("model", " ", "hub id"),
+    ("runtime", "vllm", "runtime must be one of"), ("gguf_quant", "q2_k", "gguf_quant must be one of"),
 ])
 def test_config_validation_names_the_field(field, value, message):
     with pytest.raises(InputError, match=message):
         PipelineConfig(**{field: value}).validated()
+
+
+def test_llamacpp_runtime_is_for_the_n3d_backend_only():
+    PipelineConfig(backend="n3d", runtime="llamacpp", gguf_quant="q4_k_m").validated()
+    with pytest.raises(InputError, match="backend 'tabletop' needs runtime 'transformers'"):
+        PipelineConfig(backend="tabletop", runtime="llamacpp").validated()
+
+
+def test_llamacpp_runtime_without_a_gguf_says_how_to_export_one(tmp_path):
+    from n3d_ros.engine.tiny import cached_tiny_checkpoint
+
+    model = tmp_path / "checkpoint"
+    model.symlink_to(cached_tiny_checkpoint(), target_is_directory=True)
+    with pytest.raises(InputError, match="export-gguf"):
+        Pipeline.from_config(PipelineConfig(backend="n3d", model=str(model), device="cpu", dtype="float32",
+                                            runtime="llamacpp"))
 
 
 def test_unknown_config_keys_are_refused():

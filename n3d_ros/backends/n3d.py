@@ -22,16 +22,11 @@ MAX_NOTES = 10
 
 
 def build_n3d_backend(config) -> "N3DBackend":
-    """The n3d backend for a PipelineConfig, on the configured language-model runtime.
-
-    This backend's runtime settings are read with defaults, so configs without them keep today's behaviour:
-    runtime ("transformers" | "llamacpp"), gguf (an ``n3d export-gguf`` file; empty: the checkpoint
-    directory's n3d-lm-{gguf_quant}.gguf) and gguf_quant (f32 | f16 | q8_0 | q4_k_m).
-    """
+    """The n3d backend for a PipelineConfig, on its language-model runtime (config.runtime: transformers |
+    llamacpp, with config.gguf / config.gguf_quant for llamacpp)."""
     from ..engine.runtimes.select import load_fast_engine
 
-    engine = load_fast_engine(config, runtime=getattr(config, "runtime", "transformers") or "transformers",
-                              gguf=getattr(config, "gguf", "") or "", gguf_quant=getattr(config, "gguf_quant", "") or "")
+    engine = load_fast_engine(config, runtime=config.runtime, gguf=config.gguf, gguf_quant=config.gguf_quant)
     return N3DBackend(engine, min_range_m=config.min_range_m, max_range_m=config.max_range_m)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.types import InputError, RGBDFrame
-from ..pipeline import BACKENDS, DTYPES, QUANTIZATIONS, SAMPLINGS, Pipeline, PipelineConfig
+from ..pipeline import BACKENDS, DTYPES, GGUF_QUANTS, QUANTIZATIONS, RUNTIMES, SAMPLINGS, Pipeline, PipelineConfig
 
 
 def add_frame_args(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +43,12 @@ def add_pipeline_args(parser: argparse.ArgumentParser, default_backend: str = "n
                        help="n3d: stop grounding after the first box (when exactly one object is wanted)")
     group.add_argument("--allow-download", action="store_true",
                        help="n3d: fetch a hub id that is not in the local cache (default: cache only)")
+    group.add_argument("--runtime", choices=RUNTIMES, default=PipelineConfig.runtime,
+                       help="n3d: language-model runtime (llamacpp: a GGUF from n3d export-gguf)")
+    group.add_argument("--gguf", default="", help="n3d + llamacpp: the GGUF file "
+                       "(default: <model dir>/n3d-lm-<gguf-quant or q4_k_m>.gguf)")
+    group.add_argument("--gguf-quant", choices=GGUF_QUANTS, default="",
+                       help="n3d + llamacpp: the quantisation the GGUF must hold")
     group.add_argument("--min-range", type=float, default=PipelineConfig.min_range_m, help="metres")
     group.add_argument("--max-range", type=float, default=PipelineConfig.max_range_m, help="metres")
 
@@ -54,6 +60,7 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         refine=args.refine, min_range_m=args.min_range, max_range_m=args.max_range,
         prefix_cache=not args.no_prefix_cache, constrained_decoding=not args.no_constrained_decoding,
         single_object_stop=args.single_object_stop, allow_download=args.allow_download,
+        runtime=args.runtime, gguf=args.gguf, gguf_quant=args.gguf_quant,
     ))
 
 

@@ -37,6 +37,9 @@ PARAMETERS = {
     "constrained_decoding": (True, "n3d: box grammar with drafted scaffold tokens for turn 1"),
     "single_object_stop": (False, "n3d: stop grounding after the first box of a single phrase"),
     "allow_download": (False, "n3d: download a hub id missing from the local cache at configure"),
+    "runtime": ("transformers", "n3d: language-model runtime, transformers or llamacpp (an n3d export-gguf file)"),
+    "gguf": ("", "n3d + llamacpp: GGUF from n3d export-gguf; '' = <model dir>/n3d-lm-<gguf_quant or q4_k_m>.gguf"),
+    "gguf_quant": ("", "'', f32, f16, q8_0 or q4_k_m (checked against the GGUF when set)"),
     "min_range_m": (0.1, "nearest valid depth, metres"),
     "max_range_m": (10.0, "farthest valid depth, metres"),
     "color_topic": ("/camera/camera/color/image_raw", "colour image topic"),
@@ -154,7 +157,7 @@ def validate(values: dict, node_name: str = "n3d_node", namespace: str = "/") ->
         key: values[key] for key in ("backend", "model", "device", "dtype", "quantization", "sampling",
                                      "max_new_tokens", "refine", "min_range_m", "max_range_m",
                                      "prefix_cache", "constrained_decoding", "single_object_stop",
-                                     "allow_download")})
+                                     "allow_download", "runtime", "gguf", "gguf_quant")})
     for name in TOPIC_PARAMETERS:
         check_topic(name, values[name], node_name, namespace)
     if len({values[name] for name in TOPIC_PARAMETERS}) != 3:
