@@ -14,8 +14,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DISTRO="${1:-kilted}"
 case "$DISTRO" in
-  kilted) suffix=""; ros_files=(ci/requirements-ros.txt) ;;
-  jazzy) suffix="-jazzy"; ros_files=(ci/requirements-ros-jazzy.txt ci/constraints-jazzy.txt) ;;
+  kilted) suffix=""; ros_files=(ci/requirements-ros.txt); extra_files=(ci/requirements-llamacpp.txt) ;;
+  jazzy) suffix="-jazzy"; ros_files=(ci/requirements-ros-jazzy.txt ci/constraints-jazzy.txt); extra_files=() ;;
   *) echo "setup: error: unknown ROS 2 distribution '$DISTRO' (kilted or jazzy)" >&2; exit 2 ;;
 esac
 VENV="${N3D_VENV:-$ROOT/.venv$suffix}"
@@ -29,7 +29,8 @@ die() { echo "setup: error: $*" >&2; exit 1; }
 hash_of() { sha256sum | cut -c1-16; }
 
 # ---------------------------------------------------------------- 1+2. venv and packages
-req_hash="$(cat requirements.txt ci/constraints.txt "${ros_files[@]}" ci/requirements-test.txt ci/fix_cmake_paths.py | hash_of)"
+req_hash="$(cat requirements.txt ci/constraints.txt "${ros_files[@]}" ${extra_files[@]+"${extra_files[@]}"} \
+  ci/requirements-test.txt ci/fix_cmake_paths.py | hash_of)"
 venv_stamp="$VENV/.n3d-setup-$req_hash"
 if [ ! -f "$venv_stamp" ]; then
   start=$SECONDS
@@ -45,6 +46,10 @@ if [ ! -f "$venv_stamp" ]; then
   # (the grep drops pip's notes about local index directories a machine's pip config may name but lack)
   ros_args=(-r "${ros_files[0]}")
   if [ ${#ros_files[@]} -gt 1 ]; then ros_args+=(-c "${ros_files[1]}"); fi
+  for file in ${extra_files[@]+"${extra_files[@]}"}; do ros_args+=(-r "$file"); done
+  # llama-cpp-python builds from its sdist (CPU backend) unless pip has the wheel cached.
+  export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+  export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=off -DLLAMA_BUILD_EXAMPLES=off}"
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q -c ci/constraints.txt \
     -r requirements.txt "${ros_args[@]}" -r ci/requirements-test.txt 2>&1 \
     | { grep -v '^WARNING: Location .* is ignored' || true; }
