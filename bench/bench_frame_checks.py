@@ -66,8 +66,8 @@ def bench_readout(repeats):
 
 
 def bench_grammar(repeats):
-    from n3d_ros.engine.box_grammar import BoxGrammar, advance_text
-    from n3d_ros.engine.tokenizer import offline_qwen_tokenizer
+    from n3d_ros.engine.protocol.box_grammar import BoxGrammar, advance_text
+    from n3d_ros.engine.protocol.tokenizer import offline_qwen_tokenizer
 
     grammar = BoxGrammar.from_tokenizer(offline_qwen_tokenizer(), [151645, 151643])
     states = [("cls", count, depth, 0) for count, depth in ((3, 0), (8, 1), (12, 0), (20, 2))]

@@ -176,9 +176,9 @@ def measure_n3d(text_layers, vision_blocks, device, dtype, new_tokens, repeats, 
 
     from n3d_ros.core.pointmap import build_point_map
     from n3d_ros.engine.model import N3DEngine
-    from n3d_ros.engine.prompts import grounding_text
+    from n3d_ros.engine.protocol.prompts import grounding_text
     from n3d_ros.engine.tiny import PREPROCESSOR_CONFIG
-    from n3d_ros.engine.tokenizer import offline_qwen_tokenizer
+    from n3d_ros.engine.protocol.tokenizer import offline_qwen_tokenizer
 
     model = _build(Qwen2_5_VLForConditionalGeneration, n3d_config(text_layers, vision_blocks, tie), dtype, device)
     processor = Qwen2VLImageProcessorPil(**{k: v for k, v in PREPROCESSOR_CONFIG.items()

@@ -15,7 +15,7 @@ decode speed. For each runtime it prints medians of:
 box grammar (bench/tiny_box_speaker.py).
 
 Usage: python bench/bench_runtimes.py [--shape 0.5b|7b] [--device cpu|cuda] [--runtimes a,b] [--bins]
-Runs offline (random weights from a config; tokenizer from engine.tokenizer). On CUDA the transformers runtime
+Runs offline (random weights from a config; tokenizer from engine.protocol.tokenizer). On CUDA the transformers runtime
 always runs; llama.cpp runs where llama-cpp-python is installed (built with -DGGML_CUDA=on to use the GPU).
 """
 
@@ -95,7 +95,7 @@ def random_checkpoint(shape: str, device: str, save: bool):
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from n3d_ros.engine.tiny import GENERATION_CONFIG, PREPROCESSOR_CONFIG
-    from n3d_ros.engine.tokenizer import cache_root, offline_qwen_tokenizer
+    from n3d_ros.engine.protocol.tokenizer import cache_root, offline_qwen_tokenizer
 
     torch.manual_seed(0)
     dtype = torch.float32 if shape == "0.5b" else torch.bfloat16
@@ -171,8 +171,8 @@ def measure(engine, device, decode_tokens, repeats):
     import torch
 
     from n3d_ros.engine.fast_decode import count_box_lines
-    from n3d_ros.engine.prompts import detection_text
-    from n3d_ros.engine.vision_stage import image_embeddings
+    from n3d_ros.engine.protocol.prompts import detection_text
+    from n3d_ros.engine.vision.stage import image_embeddings
 
     inputs = tiny_inputs(h=480)
     vision = engine.encode_image(inputs)
@@ -260,7 +260,7 @@ def run_runtime(name, model, directory, device, args, gguf_dir):
 
 # ---------------------------------------------------------------- bin agreement
 def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0, steps: int = 300):
-    from n3d_ros.engine.box_parser import parse_boxes
+    from n3d_ros.engine.protocol.box_parser import parse_boxes
     from n3d_ros.engine.model import load_engine
     from n3d_ros.engine.runtimes.gguf_export import export_gguf
     from n3d_ros.engine.runtimes.select import make_runtime
@@ -314,7 +314,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from n3d_ros.engine.tokenizer import cache_root
+    from n3d_ros.engine.protocol.tokenizer import cache_root
 
     if args.threads:
         torch.set_num_threads(args.threads)

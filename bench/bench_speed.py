@@ -57,12 +57,12 @@ def bench_prefix_cache(path, device, dtype, repeats):
 
 
 def bench_drafting(path, device, dtype):
-    from n3d_ros.engine.box_grammar import BoxGrammar, advance_text, initial_state
+    from n3d_ros.engine.protocol.box_grammar import BoxGrammar, advance_text, initial_state
     from n3d_ros.engine.fast_decode import DecodeStats
     from n3d_ros.engine.fast_engine import FastN3DEngine
     from n3d_ros.engine.model import load_engine
-    from n3d_ros.engine.prompts import detection_text
-    from n3d_ros.engine.tokenizer import offline_qwen_tokenizer
+    from n3d_ros.engine.protocol.prompts import detection_text
+    from n3d_ros.engine.protocol.tokenizer import offline_qwen_tokenizer
     from test_engine_speed import DEMO2, DEMO3, EOS, SIX_CHAIRS, run_scripted
 
     print("\n2. Forward passes per box line (greedy; outputs identical in every row)")
@@ -104,7 +104,7 @@ def bench_box_speaker(device, dtype):
     from n3d_ros.engine.fast_decode import DecodeStats
     from n3d_ros.engine.fast_engine import FastN3DEngine
     from n3d_ros.engine.model import load_engine
-    from n3d_ros.engine.prompts import detection_text
+    from n3d_ros.engine.protocol.prompts import detection_text
     from tiny_box_speaker import cached_box_speaker
 
     fast = FastN3DEngine.from_engine(load_engine(str(cached_box_speaker()), device=device, dtype=dtype,

@@ -30,7 +30,7 @@ def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0) -> Path:
     import torch
 
     from n3d_ros.engine.model import load_engine
-    from n3d_ros.engine.prompts import detection_text
+    from n3d_ros.engine.protocol.prompts import detection_text
     from n3d_ros.engine.tiny import cached_tiny_checkpoint
     from test_engine_speed import tiny_inputs
 
@@ -74,7 +74,7 @@ def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0) -> Path:
 
 
 def cached_box_speaker(steps: int = 300) -> Path:
-    from n3d_ros.engine.tokenizer import cache_root
+    from n3d_ros.engine.protocol.tokenizer import cache_root
 
     target = cache_root() / f"tiny_box_speaker_{steps}"
     if not (target / "generation_config.json").is_file():

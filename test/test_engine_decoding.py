@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from n3d_ros.core.pointmap import N3DInputs
-from n3d_ros.engine.box_parser import RawBox, parse_boxes
-from n3d_ros.engine.decoding import decode_box, decode_boxes, scene_box
+from n3d_ros.engine.protocol.box_parser import RawBox, parse_boxes
+from n3d_ros.engine.protocol.decoding import decode_box, decode_boxes, scene_box
 from n3d_ros.engine.model import N3DEngine, load_engine
-from n3d_ros.engine.prompts import scene_condition
+from n3d_ros.engine.protocol.prompts import scene_condition
 from n3d_ros.engine.tiny import cached_tiny_checkpoint
 
 DEMO2 = dict(shift0=(-1.0546875, -0.6118164, 1.0585938), scaling=0.4649231, intr=(1.2240, 1.8346, 0.5, 0.5))

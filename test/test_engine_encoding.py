@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from n3d_ros.core.types import InputError
-from n3d_ros.engine.encoding import (PointEncodingHook, map_layout, point_encoding, quantized_coordinates,
+from n3d_ros.engine.vision.encoding import (PointEncodingHook, map_layout, point_encoding, quantized_coordinates,
                                      sine_encoding_3d)
 
 

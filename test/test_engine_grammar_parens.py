@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from n3d_ros.engine.box_grammar import BoxGrammar, MAX_CLASS_CHARS, advance_char, advance_text, initial_state
-from n3d_ros.engine.tokenizer import offline_qwen_tokenizer
+from n3d_ros.engine.protocol.box_grammar import BoxGrammar, MAX_CLASS_CHARS, advance_char, advance_text, initial_state
+from n3d_ros.engine.protocol.tokenizer import offline_qwen_tokenizer
 from test_engine_speed import EOS, run_scripted
 
 

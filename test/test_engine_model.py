@@ -9,9 +9,9 @@ from PIL import Image
 
 from n3d_ros.core.pointmap import N3DInputs
 from n3d_ros.core.types import InputError
-from n3d_ros.engine.encoding import point_encoding
+from n3d_ros.engine.vision.encoding import point_encoding
 from n3d_ros.engine.model import ModelNotFound, N3DEngine, load_engine, split_reasoning
-from n3d_ros.engine.prompts import detection_text
+from n3d_ros.engine.protocol.prompts import detection_text
 from n3d_ros.engine.tiny import cached_tiny_checkpoint
 
 

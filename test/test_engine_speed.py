@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
-from n3d_ros.engine.box_grammar import BoxDrafter, BoxGrammar, advance_text, initial_state
+from n3d_ros.engine.protocol.box_grammar import BoxDrafter, BoxGrammar, advance_text, initial_state
 from n3d_ros.engine.fast_decode import DecodeStats, ImagePrefix, PrefixCache, decode
-from n3d_ros.engine.tokenizer import offline_qwen_tokenizer
+from n3d_ros.engine.protocol.tokenizer import offline_qwen_tokenizer
 
 EOS = [151645, 151643]
 DEMO2 = "bbox_0=Bbox(person,519,587,394,500,278,254,199)\nbbox_1=Bbox(orange/tangerine,720,858,73,500,161,53,84)"
@@ -170,7 +170,7 @@ def tiny_inputs(seed=0, h=112, w=640):
 
 def swap_hook(src, dst):
     """Both engines share one model; only the engine that runs may have its encoding hook attached."""
-    from n3d_ros.engine.encoding import PointEncodingHook
+    from n3d_ros.engine.vision.encoding import PointEncodingHook
 
     src.hook.remove()
     dst.hook = PointEncodingHook(dst.model.model.visual.merger)
@@ -198,7 +198,7 @@ def test_prefix_cache_gives_identical_tokens_and_skips_the_image(engines):
 
 
 def test_drafting_on_the_tiny_model_changes_passes_not_tokens(engines):
-    from n3d_ros.engine.prompts import detection_text
+    from n3d_ros.engine.protocol.prompts import detection_text
 
     _, fast = engines
     inputs = tiny_inputs(seed=2)

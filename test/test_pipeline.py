@@ -125,7 +125,7 @@ def test_n3d_free_form_question_goes_to_the_model_turn(tiny_pipeline, scene):
 
 
 def test_n3d_grounding_output_is_grammatical_and_decoded(tiny_pipeline, scene):
-    from n3d_ros.engine.box_grammar import advance_text, initial_state
+    from n3d_ros.engine.protocol.box_grammar import advance_text, initial_state
 
     result = tiny_pipeline.detect(scene.frame)
     assert advance_text(initial_state(), result.raw_text) is not None
@@ -187,7 +187,7 @@ def test_base_engine_generate_stops_when_cancelled(tiny_pipeline, scene):
         assert flag.calls > 3
     finally:
         plain.hook.remove()
-        from n3d_ros.engine.encoding import PointEncodingHook
+        from n3d_ros.engine.vision.encoding import PointEncodingHook
 
         fast.hook = PointEncodingHook(fast.model.model.visual.merger)
 

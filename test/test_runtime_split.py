@@ -11,10 +11,10 @@ from PIL import Image
 
 from n3d_ros.engine.fast_decode import DecodeStats
 from n3d_ros.engine.model import load_engine
-from n3d_ros.engine.prompts import detection_text
+from n3d_ros.engine.protocol.prompts import detection_text
 from n3d_ros.engine.runtimes.transformers_rt import TransformersRuntime
 from n3d_ros.engine.tiny import cached_tiny_checkpoint
-from n3d_ros.engine.vision_stage import image_embeddings, mrope_positions
+from n3d_ros.engine.vision.stage import image_embeddings, mrope_positions
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from ..core.boxes import degenerate_box_reason
 from ..core.frame_size import n3d_size_problem
 from ..core.pointmap import QWEN_MIN_PIXELS, N3DInputs, build_point_map
 from ..core.types import GroundingResult, InputError, RGBDFrame
-from ..engine.decoding import bins_problem
+from ..engine.protocol.decoding import bins_problem
 from ..engine.model import Grounding, N3DEngine, VisionInputs
 
 MAX_NOTES = 10

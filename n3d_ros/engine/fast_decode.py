@@ -24,7 +24,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from ..core.types import Cancelled
-from .box_grammar import BoxGrammar, initial_state
+from .protocol.box_grammar import BoxGrammar, initial_state
 from .runtimes.base import DecodeStats, ImagePrefix, LanguageRuntime  # noqa: F401 (re-exported)
 from .runtimes.transformers_rt import TransformersRuntime
 

@@ -17,12 +17,12 @@ from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
                                                     TopPLogitsWarper)
 
-from .box_grammar import BoxDrafter, BoxGrammar
+from .protocol.box_grammar import BoxDrafter, BoxGrammar
 from .fast_decode import DecodeStats, PrefixCache, count_box_lines, decode
 from .model import N3DEngine, TurnInputs
 from .runtimes.base import LanguageRuntime
 from .runtimes.transformers_rt import TransformersRuntime
-from .vision_stage import image_embeddings, mrope_positions
+from .vision.stage import image_embeddings, mrope_positions
 
 
 def logits_processors(config) -> Tuple[LogitsProcessorList, LogitsProcessorList]:

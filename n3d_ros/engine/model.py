@@ -22,8 +22,8 @@ import numpy as np
 
 from ..core.resize import resize_horizontal_first, smart_resize_size
 from ..core.types import Box3D, Cancelled, InputError
-from .box_parser import ParsedOutput, parse_boxes
-from .prompts import (Prompt, auto_split_selection, build_prompt, detection_text, grounding_text,
+from .protocol.box_parser import ParsedOutput, parse_boxes
+from .protocol.prompts import (Prompt, auto_split_selection, build_prompt, detection_text, grounding_text,
                       referenced_selection, scene_condition, split_text, turn2_text)
 
 DEFAULT_MODEL = "yuxinhk/N3D-VLM"
@@ -108,7 +108,7 @@ def split_reasoning(text: str) -> Tuple[str, str]:
 class N3DEngine:
     def __init__(self, model, tokenizer, image_processor, sampling: Union[str, dict] = "greedy",
                  max_new_tokens: int = 1024, source: str = ""):
-        from .encoding import PointEncodingHook
+        from .vision.encoding import PointEncodingHook
 
         self.model = model
         self.tokenizer = tokenizer
@@ -266,7 +266,7 @@ class N3DEngine:
 
     # ------------------------------------------------------------ turn 1
     def _grounding(self, inputs, user_text: str, mode: str, vision=None) -> Grounding:
-        from .decoding import decode_boxes
+        from .protocol.decoding import decode_boxes
 
         turn = self.run_turn(inputs, user_text, vision)
         start = time.perf_counter()
@@ -287,7 +287,7 @@ class N3DEngine:
     # ------------------------------------------------------------ turn 2
     def scene_condition(self, inputs, grounding: Grounding, question: str) -> str:
         """Auto-split: all boxes. After an explicit grounding prompt: the boxes the question names as {id}_{class}."""
-        from .decoding import scene_box
+        from .protocol.decoding import scene_box
 
         pairs = [(box.id, box.label) for box in grounding.boxes]
         if grounding.mode == "auto_split":

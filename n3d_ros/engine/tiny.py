@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .tokenizer import cached_directory, offline_qwen_tokenizer
+from .protocol.tokenizer import cached_directory, offline_qwen_tokenizer
 
 # Mirrors Qwen2.5-VL-7B-Instruct's generation_config.json except for the sampling values, which are the
 # N3D demo's (spec 4.6): repetition_penalty and the two EOS ids are what a real checkpoint adds.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..engine.tokenizer import cached_directory
+from ..engine.protocol.tokenizer import cached_directory
 
 PREPROCESSOR_CONFIG = {  # google/paligemma2-3b-mix-448's values (spec 1.2)
     "image_processor_type": "SiglipImageProcessor",

@@ -12,7 +12,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
-from .runtimes.base import image_token_span
+from ..runtimes.base import image_token_span
 
 
 @torch.inference_mode()

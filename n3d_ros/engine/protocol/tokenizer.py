@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from ..core.types import InputError
+from ...core.types import InputError
 
 # Qwen2's pre-tokenizer: like GPT-4's but digits split one by one (\p{N}, not \p{N}{1,3}).
 QWEN2_PATTERN = (

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
-from ..core.types import InputError
+from ...core.types import InputError
 from .tokenizer import encode_user_text, special_id
 
 SYSTEM_PROMPT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."

@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..core.types import InputError
+from ...core.types import InputError
 
 EMBED_DIM = 1280  # vision hidden size of every Qwen2.5-VL; the encoding hard-codes it
 FEATS_PER_AXIS = EMBED_DIM // 3  # 426

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence, Tuple
 
-from ..core.boxes import box_from_n3d, box_to_n3d, project_box_normalized
-from ..core.camera import backproject_normalized
-from ..core.types import Box3D
+from ...core.boxes import box_from_n3d, box_to_n3d, project_box_normalized
+from ...core.camera import backproject_normalized
+from ...core.types import Box3D
 from .box_parser import RawBox
 from .prompts import SceneBox
 
