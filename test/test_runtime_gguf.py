@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -114,3 +115,11 @@ def test_cli_export_and_its_errors(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["export-gguf", "--model", ".", "--out", str(out), "--quant", "q2_k"])
+
+
+def test_a_robot_without_the_optional_packages_is_told_how_to_install_them(monkeypatch, tmp_path):
+    from n3d_ros.engine.runtimes.llamacpp_rt import read_gguf_info
+
+    monkeypatch.setitem(sys.modules, "gguf", None)  # as if not installed: import raises ImportError
+    with pytest.raises(InputError, match=r"needs the Python package 'gguf': pip install gguf"):
+        read_gguf_info(tmp_path / "any.gguf")

@@ -22,6 +22,7 @@ from typing import Dict, Iterator, List, Tuple
 import numpy as np
 
 from ...core.types import InputError
+from . import optional_import
 
 ARCH = "qwen2vl"
 QUANTS = ("f32", "f16", "q8_0", "q4_k_m")
@@ -140,8 +141,9 @@ def _text_config(model_dir: Path) -> dict:
 
 def write_gguf(model_dir: Path, out: Path, dtype: str) -> Path:
     """Write the language model at f32 or f16 (2-D weights; norms and biases stay f32, as llama.cpp wants)."""
-    import gguf
     import torch
+
+    gguf = optional_import("gguf", "n3d export-gguf")
 
     if dtype not in ("f32", "f16"):
         raise ValueError(f"write_gguf writes f32 or f16, got {dtype!r}")
@@ -209,11 +211,7 @@ def export_gguf(model_dir, out, quant: str = "f16") -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     if quant in ("f32", "f16"):
         return write_gguf(model_dir, out, quant)
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError as exc:
-        raise InputError(f"--quant {quant} needs llama-cpp-python (pip install llama-cpp-python); "
-                         "f32 and f16 exports do not") from exc
+    optional_import("llama_cpp", f"--quant {quant} (llama.cpp's quantiser; f32 and f16 exports do not)")
     # q8_0 from f16 is what llama.cpp users do; a float32 checkpoint (the tiny test model) goes through f32
     # so that the quantised file differs from the f32 export only by the quantisation.
     torch_dtype = str(_text_config(model_dir).get("torch_dtype") or _text_config(model_dir).get("dtype") or "")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ...core.types import InputError
+from . import optional_import
 from .base import DecodeStats, ImagePrefix, LanguageRuntime, image_token_span
 
 ARCH = "qwen2vl"
@@ -52,7 +53,7 @@ class GGUFInfo:
 
 def read_gguf_info(path) -> GGUFInfo:
     """Architecture, vocabulary size and hidden size from the GGUF header (memory-mapped, no weights read)."""
-    import gguf
+    gguf = optional_import("gguf", "runtime 'llamacpp' (reading the GGUF header)")
 
     reader = gguf.GGUFReader(str(path))
 
@@ -88,7 +89,7 @@ def check_gguf(path, vocab_size: int, hidden_size: int, source: str) -> GGUFInfo
 def _init_backend() -> None:
     """Once per process: llama.cpp's backends, with its log limited to warnings and errors."""
     global _backend_ready, _log_callback
-    import llama_cpp
+    llama_cpp = optional_import("llama_cpp", "runtime 'llamacpp'")
 
     with _backend_lock:
         if _backend_ready:
