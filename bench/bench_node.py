@@ -58,13 +58,13 @@ def main() -> int:
     parser.add_argument("--phase", type=float, default=10.0, help="seconds per CPU phase")
     parser.add_argument("--executor", choices=("queued-once", "rclpy"), default="queued-once",
                         help="the node's executor (ros/executor.py) or rclpy's stock MultiThreadedExecutor")
-    parser.add_argument("--reliable", action="store_true",
-                        help="reliable QoS on camera and node (default: sensor data, best effort, as RealSense)")
+    parser.add_argument("--best-effort", action="store_true",
+                        help="best-effort QoS on camera and node, as simulators (default: reliable, as realsense2_camera)")
     args = parser.parse_args()
 
     domain = 150 + os.getpid() % 50
     camera = subprocess.Popen([sys.executable, "-m", "n3d_ros.ros.synthetic_camera", "--rate", str(RATE_HZ)]
-                              + (["--reliable"] if args.reliable else []),
+                              + (["--best-effort"] if args.best_effort else []),
                               env={**os.environ, "ROS_DOMAIN_ID": str(domain)})
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
@@ -77,9 +77,11 @@ def main() -> int:
                                     lambda msg: frames.__setitem__("n", frames["n"] + 1), qos_profile_sensor_data)
         executor.add_node(counter)
         threading.Thread(target=executor.spin, daemon=True).start()
-        time.sleep(3.0)
+        deadline = time.monotonic() + 30.0  # the camera process imports and renders its scene first
+        while frames["n"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
         if frames["n"] == 0:
-            print("the synthetic camera process publishes nothing", file=sys.stderr)
+            print("the synthetic camera process published nothing in 30 s", file=sys.stderr)
             return 1
 
         # Baseline: the camera process's own CPU per frame it publishes.
@@ -92,7 +94,7 @@ def main() -> int:
             Parameter("color_topic", value="/synthetic_camera/color/image_raw"),
             Parameter("depth_topic", value="/synthetic_camera/aligned_depth_to_color/image_raw"),
             Parameter("camera_info_topic", value="/synthetic_camera/color/camera_info"),
-            Parameter("input_qos", value="reliable" if args.reliable else "sensor_data")])
+            Parameter("input_qos", value="best_effort" if args.best_effort else "reliable")])
         node.executor_threads = 8
         client_node = rclpy.create_node("bench_client", context=context)
         executor.add_node(node)
