@@ -123,14 +123,9 @@ def test_objects_topic_keeps_the_last_list_for_late_subscribers():
 
 
 def _wait(predicate, timeout_s=10.0):
-    import time
+    from test_ros_node import _wait as wait
 
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return wait(predicate, timeout=timeout_s)
 
 
 def test_memory_feed_over_dds(ros_context, ros_executor):

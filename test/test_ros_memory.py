@@ -9,12 +9,12 @@ time (camera rate 0) and each test waits for the node's ~/objects for that frame
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 
 import pytest
 
 from n3d_ros.core.trajectory import MovingCamera, SceneChange
+from test_ros_node import _wait  # noqa: E402  (one polling helper for the ROS tests)
 
 SIZE = dict(width=320, height=240)
 CAMERA = "/synthetic_camera"
@@ -22,15 +22,6 @@ TOPICS = {"color_topic": f"{CAMERA}/color/image_raw", "depth_topic": f"{CAMERA}/
           "camera_info_topic": f"{CAMERA}/color/camera_info"}
 MEMORY = {"memory_enabled": True, "memory_frame": "table", "memory_pose_source": "topic",
           "memory_pose_topic": f"{CAMERA}/pose"}
-
-
-def _wait(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _stamp_ns(header) -> int:
@@ -289,12 +280,10 @@ def test_cleanup_clears_the_memory_and_the_service_says_it_is_off(make_harness):
 def test_bad_memory_parameters_fail_configure_naming_them(make_harness, params, named):
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    try:
-        import tf2_ros  # noqa: F401
-        if params.get("memory_pose_source") == "tf":
-            pytest.skip("tf2_ros is installed: the tf pose source configures")
-    except ImportError:
-        pass
+    import importlib.util
+
+    if params.get("memory_pose_source") == "tf" and importlib.util.find_spec("tf2_ros") is not None:
+        pytest.skip("tf2_ros is installed: the tf pose source configures")
     h = make_harness(**params)
     assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert named in h.node.last_error
