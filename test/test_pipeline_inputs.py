@@ -22,20 +22,9 @@ from n3d_ros.core.pointmap import target_size
 from n3d_ros.core.types import Box3D, GroundingResult, InputError, PinholeCamera, RGBDFrame
 from n3d_ros.pipeline import Pipeline, PipelineConfig
 from test_engine_backend import ScriptedEngine, tiny  # noqa: F401  (a fixture)
+from test_pipeline import scene, tabletop  # noqa: F401  (fixtures: seeded scene, tabletop pipeline)
 
 RANGE = "range 0.1-10 m"
-
-
-@pytest.fixture(scope="module")
-def scene():
-    from n3d_ros.core.scene import make_scene
-
-    return make_scene(3)
-
-
-@pytest.fixture(scope="module")
-def tabletop():
-    return Pipeline.from_config(PipelineConfig(backend="tabletop"))
 
 
 @pytest.fixture

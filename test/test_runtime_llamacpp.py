@@ -9,7 +9,6 @@ over the prefill row and a 4-token verify step (positions ~100); the tolerance i
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ from n3d_ros.engine.runtimes.gguf_export import export_gguf
 from n3d_ros.engine.runtimes.llamacpp_rt import LlamaCppRuntime
 from n3d_ros.engine.runtimes.select import drop_language_model, make_runtime
 from n3d_ros.engine.tiny import cached_tiny_checkpoint
+from test_engine_speed import tiny_inputs  # the engine tests' synthetic frame
 
 LOGIT_ATOL = 2e-3
 NEW_TOKENS = 40
@@ -55,16 +55,6 @@ def engines(f32_gguf):
     yield pair
     for engine in pair.values():
         engine.close()
-
-
-def tiny_inputs(seed=0, h=112, w=640):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    points = np.concatenate([rng.random((h * w, 3)).astype(np.float32), np.ones((h * w, 1), np.float32)], 1)
-    return SimpleNamespace(image=Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)),
-                           points=points, map_hw=(h, w), shift0=np.zeros(3), scaling=1.0,
-                           intrinsics_n=(1.0, 1.3, 0.5, 0.5))
 
 
 def flows(engine, inputs):
