@@ -24,7 +24,7 @@ from n3d_ros.engine.fast_engine import FastN3DEngine
 from n3d_ros.engine.model import load_engine
 from n3d_ros.engine.runtimes.gguf_export import export_gguf
 from n3d_ros.engine.runtimes.llamacpp_rt import LlamaCppRuntime
-from n3d_ros.engine.runtimes.select import drop_language_model, make_runtime
+from n3d_ros.engine.runtimes.select import make_runtime
 from n3d_ros.engine.tiny import cached_tiny_checkpoint
 from test_engine_speed import tiny_inputs  # the engine tests' synthetic frame
 
@@ -39,13 +39,14 @@ def f32_gguf(tmp_path_factory):
 
 
 def tiny_engine(runtime_name, gguf, **options):
-    base = load_engine(str(cached_tiny_checkpoint()), device="cpu", dtype="float32", max_new_tokens=NEW_TOKENS)
+    # llama.cpp: the vision tower alone is loaded into torch, which proves that engine needs nothing else there
+    base = load_engine(str(cached_tiny_checkpoint()), device="cpu", dtype="float32", max_new_tokens=NEW_TOKENS,
+                       language_model=runtime_name != "llamacpp")
     runtime = None
     if runtime_name == "llamacpp":
         # one thread: the tiny model gains nothing from more, and llama.cpp's spinning threads crawl on a
         # machine whose cores are busy with other tests
         runtime = make_runtime(base, "llamacpp", str(gguf), n_threads=1)
-        drop_language_model(base.model)  # proves the llama.cpp engine needs only the vision tower in torch
     return FastN3DEngine.from_engine(base, runtime=runtime, **options)
 
 

@@ -365,10 +365,13 @@ def _looks_like_path(model: str) -> bool:
 
 def load_engine(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "float32",
                 quantization: Optional[str] = None, sampling: Union[str, dict] = "greedy",
-                max_new_tokens: int = 1024, local_files_only: bool = False) -> N3DEngine:
+                max_new_tokens: int = 1024, local_files_only: bool = False,
+                language_model: bool = True) -> N3DEngine:
     """Load a hub id or a local checkpoint directory. float32 matches the official demo; bf16/fp16 are faster.
 
     Downloads only if ``model`` is a hub id that is not cached and local_files_only is False.
+    language_model=False loads the vision tower alone (for a runtime that runs the language model itself):
+    the language-model weights are never read, so peak memory is the tower's, not the whole checkpoint's.
     """
     import torch
     from transformers import AutoConfig, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
@@ -394,9 +397,16 @@ def load_engine(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "
         tokenizer = AutoTokenizer.from_pretrained(source, **options)
         # backend "pil": the slow bicubic path of transformers 4.52 the model was run with (spec 3.2, 7 item 17)
         processor = Qwen2VLImageProcessorPil.from_pretrained(source, **options)
-        network = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            source, config=config, dtype=torch_dtype, quantization_config=quant,
-            device_map={"": device} if quant is not None else None, **options)
+        if language_model:
+            network = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                source, config=config, dtype=torch_dtype, quantization_config=quant,
+                device_map={"": device} if quant is not None else None, **options)
+        else:
+            if quant is not None:
+                raise InputError("quantization applies to the torch language model; without it there is nothing to quantise")
+            from .vision.loading import vision_only_model
+
+            network = vision_only_model(source, config, torch_dtype, device, local_files_only)
     except OSError as exc:
         raise ModelNotFound(_missing_weights_message(model, str(exc).splitlines()[0])) from exc
     if quant is None:

@@ -22,6 +22,7 @@ from typing import Dict, Iterator, List, Tuple
 import numpy as np
 
 from ...core.types import InputError
+from ..checkpoint import safetensor_files
 from . import optional_import
 
 ARCH = "qwen2vl"
@@ -62,22 +63,11 @@ def gguf_name(hf_key: str) -> "str | None":
     raise InputError(f"checkpoint tensor {hf_key!r} is not part of a Qwen2.5-VL language model")
 
 
-def _safetensor_files(model_dir: Path) -> List[Path]:
-    index = model_dir / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [model_dir / name for name in shards]
-    single = model_dir / "model.safetensors"
-    if single.is_file():
-        return [single]
-    raise InputError(f"no model.safetensors (or .index.json) in {model_dir}: point --model at a checkpoint directory")
-
-
 def _language_tensors(model_dir: Path, tied: bool) -> Iterator[Tuple[str, str, Tuple[int, ...], "object"]]:
     """(gguf name, hf key, shape, loader) of every language-model tensor; loading is deferred."""
     from safetensors import safe_open
 
-    for path in _safetensor_files(model_dir):
+    for path in safetensor_files(str(model_dir)):
         with safe_open(str(path), framework="pt") as handle:
             keys = list(handle.keys())
         for key in keys:

@@ -54,12 +54,6 @@ def make_runtime(engine, name: str, gguf: str = "", gguf_quant: str = "", n_ctx:
     return LlamaCppRuntime(path, image_token_id=engine.image_token_id, n_ctx=n_ctx, n_threads=n_threads or None)
 
 
-def drop_language_model(model) -> None:
-    """Free the torch language model when another runtime runs it: only the vision tower stays in torch."""
-    model.model.language_model = None
-    model.lm_head = None
-
-
 def load_fast_engine(config, runtime: str = "transformers", gguf: str = "", gguf_quant: str = ""):
     """The engine a PipelineConfig asks for (what pipeline.build_backend builds for backend n3d)."""
     from ..model import load_engine
@@ -69,9 +63,11 @@ def load_fast_engine(config, runtime: str = "transformers", gguf: str = "", gguf
     if runtime != "transformers" and config.quantization:
         raise InputError(f"quantization={config.quantization!r} is for the transformers runtime; with runtime "
                          f"{runtime!r} the GGUF export carries the quantisation (gguf_quant)")
+    # another runtime runs the language model: only the vision tower is loaded into torch
     engine = load_engine(config.model, device=config.device, dtype=config.dtype,
                          quantization=config.quantization or None, sampling=config.sampling,
-                         max_new_tokens=config.max_new_tokens, local_files_only=not config.allow_download)
+                         max_new_tokens=config.max_new_tokens, local_files_only=not config.allow_download,
+                         language_model=runtime == "transformers")
     lm_runtime = None
     if runtime != "transformers":
         try:
@@ -79,7 +75,6 @@ def load_fast_engine(config, runtime: str = "transformers", gguf: str = "", gguf
         except BaseException:
             engine.close()
             raise
-        drop_language_model(engine.model)
     elif not (config.prefix_cache or config.constrained_decoding):
         return engine  # the plain generate() path
     from ..fast_engine import FastN3DEngine
