@@ -220,8 +220,10 @@ def scripted_runtime_class():
     return ScriptedRuntime
 
 
-def scripted_line_ms(engine, inputs, vision, repeats):
-    """Median ms per box line of drafted, constrained detection whose answer is SCRIPT_TEXT (prefix cached)."""
+def scripted_line_ms(engine, inputs, vision, repeats, guesses):
+    """Median ms per box line of constrained detection whose answer is SCRIPT_TEXT (prefix cached): not drafted
+    (guesses None), or drafted with the drafter's guesses on (True) or off (False); fast_engine.wide_pass_cost
+    picks one of the last two at the first frame."""
     from n3d_ros.engine.fast_decode import count_box_lines
     from n3d_ros.engine.protocol.prompts import detection_text
 
@@ -229,7 +231,8 @@ def scripted_line_ms(engine, inputs, vision, repeats):
     real = engine.runtime
     wrapped = scripted_runtime_class()(real, script, engine.eos_ids[0])
     wrapped.answer_start = len(engine.build_inputs(inputs, detection_text(), vision).prompt.ids)
-    engine.runtime = wrapped
+    chosen = engine.draft_guesses
+    engine.runtime, engine.draft, engine.draft_guesses = wrapped, guesses is not None, bool(guesses)
     try:
         times, passes = [], []
         for _ in range(repeats + 1):  # the first one fills the prefix cache
@@ -241,10 +244,9 @@ def scripted_line_ms(engine, inputs, vision, repeats):
             if grounding.turn.text.strip() != SCRIPT_TEXT:
                 raise RuntimeError(f"scripted detection wrote {grounding.turn.text!r}, not the script")
     finally:
-        engine.runtime = real
+        engine.runtime, engine.draft, engine.draft_guesses = real, True, chosen
     lines = count_box_lines(SCRIPT_TEXT)
-    return {"scripted_line_ms": 1000 * median(times[1:]) / lines, "scripted_passes_per_line": median(passes[1:]) / lines,
-            "script_tokens_per_line": len(script) / lines}
+    return 1000 * median(times[1:]) / lines, median(passes[1:]) / lines, len(script) / lines
 
 
 # ---------------------------------------------------------------- one runtime
@@ -303,7 +305,10 @@ def measure(engine, device, decode_tokens, repeats):
     step = median(steps)
     result = {"vision_s": median(vision_s), "ttft_s": median(ttft_s), "tok_s": 1 / step,
               "plain_line_ms": 1000 * step * BOX_LINE_TOKENS}
-    result.update(scripted_line_ms(engine, inputs, vision, repeats))
+    result["wide_ratio"], result["auto_guesses"] = engine.wide_pass_ratio, engine.draft_guesses
+    for guesses in (None, True, False):
+        ms, passes, tokens = scripted_line_ms(engine, inputs, vision, repeats, guesses)
+        result["line_ms", guesses], result["line_passes", guesses], result["script_tokens_per_line"] = ms, passes, tokens
     return result
 
 
@@ -344,11 +349,13 @@ def run_runtime(name, model, directory, device, args, gguf_dir):
 
 # ---------------------------------------------------------------- load memory
 _LOAD_PROBE = """
-import resource, sys
+import sys
 from n3d_ros.engine.model import load_engine
 engine = load_engine(sys.argv[1], device="cpu", dtype=sys.argv[3], language_model=sys.argv[2] == "1")
 held = sum(p.numel() * p.element_size() for p in engine.model.parameters())
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, held / 2**20)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forked parent, VmHWM starts anew
+hwm = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(int(hwm) / 1024, held / 2**20)
 """
 
 
@@ -463,7 +470,9 @@ def main(argv=None) -> int:
             r = results[name]  # printed as it comes: a long run still leaves its numbers
             print(f"   {name}: {r['tok_s']:.2f} tok/s ({r['tok_s'] * r['bytes'] / bandwidth[0]:.0%} of the start "
                   f"bandwidth ceiling), TTFT {r['ttft_s']:.2f} s, vision {r['vision_s']:.2f} s, "
-                  f"drafted {r['scripted_line_ms']:.0f} ms/line ({r['scripted_passes_per_line']:.1f} passes), "
+                  f"{r['line_ms', None]:.0f} ms/line undrafted, {r['line_ms', True]:.0f} / {r['line_ms', False]:.0f} "
+                  "drafted with / without guesses "
+                  f"(auto: {'with' if r['auto_guesses'] else 'without'}, 4-wide pass {r['wide_ratio']:.2f}x), "
                   f"{r['bytes'] / 1e6:.0f} MB/token", flush=True)
             gc.collect()
         bandwidth.append(read_bandwidth(args.device))
@@ -475,20 +484,24 @@ def main(argv=None) -> int:
         print(f"\n2. Decoding, {args.shape} language-model shape{layers}, random weights, 640x480 frame (391 image tokens); "
               f"medians of {args.repeats}")
         print(f"   {'runtime':>18} {'MB/token':>9} {'vision s':>9} {'TTFT s':>7} {'tok/s':>7} {'ceiling':>8} "
-              f"{'of ceil':>8} {'x bf16':>7} {'plain ms/line':>14} {'drafted ms/line':>16}")
+              f"{'of ceil':>8} {'x bf16':>7} {'plain':>6} {'undrafted':>12} {'guesses':>12} {'no guesses':>12} {'4-wide':>7} {'auto':>5}")
         reference = results.get("transformers-bf16", {}).get("tok_s")
         for name in [n for n in ALL_RUNTIMES if n in results]:
             r = results[name]
             ceiling = bw / r["bytes"]
             ratio = f"{r['tok_s'] / reference:6.2f}x" if reference else "    n/a"
             print(f"   {name:>18} {r['bytes'] / 1e6:9.0f} {r['vision_s']:9.3f} {r['ttft_s']:7.3f} {r['tok_s']:7.1f} "
-                  f"{ceiling:8.1f} {r['tok_s'] / ceiling:8.0%} {ratio:>7} {r['plain_line_ms']:14.0f} "
-                  f"{r['scripted_line_ms']:9.0f} ({r['scripted_passes_per_line']:.1f} p)")
+                  f"{ceiling:8.1f} {r['tok_s'] / ceiling:8.0%} {ratio:>7} {r['plain_line_ms']:6.0f} "
+                  f"{r['line_ms', None]:5.0f} ({r['line_passes', None]:4.1f}) "
+                  f"{r['line_ms', True]:5.0f} ({r['line_passes', True]:4.1f}) {r['line_ms', False]:5.0f} "
+                  f"({r['line_passes', False]:4.1f}) {r['wide_ratio']:6.2f}x {'with' if r['auto_guesses'] else 'w/o':>5}")
         r = next(iter(results.values()), None)
         if r:
-            print(f"   plain ms/line = {BOX_LINE_TOKENS} single-token steps; drafted = constrained, drafted detection "
-                  f"whose answer is the spec's two test-vector lines ({r['script_tokens_per_line']:.1f} tokens per line; "
-                  "p = forward passes per line), the logits scripted after each real pass")
+            print(f"   ms per box line: plain = {BOX_LINE_TOKENS} single-token steps; the others are whole constrained "
+                  f"detections whose answer is the spec's two test-vector lines ({r['script_tokens_per_line']:.1f} "
+                  "tokens per line; in brackets forward passes per line; the logits scripted after each real pass): "
+                  "undrafted, drafted with the drafter's guesses, drafted without them; 4-wide = a 4-token pass over "
+                  "a 1-token one, from which the engine picks (auto)")
         load = os.getloadavg()
         print(f"   load average at the end: {load[0]:.1f}/{load[1]:.1f} (shared machine: timings are noisy)")
         if directory is not None:

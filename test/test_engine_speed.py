@@ -99,7 +99,7 @@ class ScriptedModel:
         return SimpleNamespace(logits=torch.stack(rows)[None])
 
 
-def run_scripted(tokenizer, grammar, text, use_grammar, use_draft):
+def run_scripted(tokenizer, grammar, text, use_grammar, use_draft, guesses=True):
     prompt = [151644] * 5
     script = tokenizer.encode(text, add_special_tokens=False)
     model = ScriptedModel(len(prompt), script, 152064)
@@ -110,7 +110,7 @@ def run_scripted(tokenizer, grammar, text, use_grammar, use_draft):
     stats = DecodeStats()
     processors = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.05)])
     g = grammar if use_grammar else None
-    drafter = BoxDrafter(grammar, tokenizer) if use_draft else None
+    drafter = BoxDrafter(grammar, tokenizer, guesses=guesses) if use_draft else None
     out = decode(model, prefix, torch.zeros((1, 0), dtype=torch.long), processors, EOS, 4096, stats,
                  grammar=g, drafter=drafter)
     assert prefix.cache.get_seq_length() == len(prompt)  # the shared prefix is restored
@@ -127,6 +127,57 @@ def test_constrained_and_drafted_decoding_equal_plain_greedy(tokenizer, grammar,
     per_line_plain = plain_stats.forward_passes / lines
     per_line_drafted = stats.forward_passes / lines
     assert per_line_drafted <= 0.6 * per_line_plain, (per_line_plain, per_line_drafted)
+
+
+@pytest.mark.parametrize("text", [DEMO2, DEMO3, SIX_CHAIRS])
+def test_drafting_without_guesses_keeps_to_what_is_nearly_certain(tokenizer, grammar, text):
+    plain, plain_stats, script = run_scripted(tokenizer, grammar, text, False, False)
+    guessed, guessed_stats, _ = run_scripted(tokenizer, grammar, text, True, True, guesses=True)
+    sure, stats, _ = run_scripted(tokenizer, grammar, text, True, True, guesses=False)
+    assert sure == guessed == plain == script
+    # fewer passes than plain decoding, more than with guesses, and almost nothing drafted in vain
+    assert guessed_stats.forward_passes < stats.forward_passes < 0.8 * plain_stats.forward_passes
+    # in vain: at most a "(" per line (the model writes "(person" as one token), and ")\n" with the next
+    # line's literal after the last line (the model ends there)
+    wasted = stats.drafted_tokens - stats.accepted_draft_tokens
+    lines = text.count("bbox_")
+    end_literal = len(tokenizer.encode(f")\nbbox_{lines}=Bbox(", add_special_tokens=False))
+    assert wasted <= lines + end_literal, (stats.drafted_tokens, stats.accepted_draft_tokens)
+    assert guessed_stats.drafted_tokens - guessed_stats.accepted_draft_tokens > 2 * wasted
+
+
+class WidthCostRuntime:
+    """A runtime stand-in whose passes advance a fake clock by cost(width)."""
+
+    def __init__(self, cost):
+        self.cost, self.now, self.widths, self.restored = cost, 0.0, [], 0
+
+    def clock(self):
+        return self.now
+
+    def restore(self, prefix):
+        self.restored += 1
+
+    def forward(self, ids):
+        self.widths.append(len(ids))
+        self.now += self.cost(len(ids))
+        return torch.zeros(len(ids), 8)
+
+
+@pytest.mark.parametrize("cost, ratio, guesses", [
+    (lambda k: 0.05 + 0.001 * k, 1.06, True),   # weight reads dominate (a GPU): width is nearly free
+    (lambda k: 0.039 * k ** 0.7, 2.64, False),  # compute-bound (llama.cpp q4_k_m, two CPU cores)
+])
+def test_wide_pass_cost_decides_whether_guesses_pay(cost, ratio, guesses):
+    from n3d_ros.engine.fast_engine import CHEAP_WIDE_PASS, WIDE_PASS, wide_pass_cost
+
+    runtime = WidthCostRuntime(cost)
+    prefix = SimpleNamespace(ids=torch.tensor([[5, 6, 7]]))
+    measured = wide_pass_cost(runtime, prefix, repeats=2, clock=runtime.clock)
+    assert measured == pytest.approx(ratio, abs=0.01)
+    assert (measured < CHEAP_WIDE_PASS) == guesses
+    assert sorted(set(runtime.widths)) == [1, WIDE_PASS]
+    assert runtime.restored == 2 * 2 + 1  # before every pass, and once more at the end
 
 
 def test_grammar_overrides_a_model_that_wants_invalid_text(tokenizer, grammar):

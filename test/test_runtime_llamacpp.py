@@ -20,7 +20,7 @@ except ImportError as exc:  # CI installs it (ci/requirements-test.txt); a robot
     pytest.skip(f"llama_cpp is not importable ({exc}): pip install llama-cpp-python", allow_module_level=True)
 
 from n3d_ros.engine.fast_decode import DecodeStats
-from n3d_ros.engine.fast_engine import FastN3DEngine
+from n3d_ros.engine.fast_engine import CHEAP_WIDE_PASS, FastN3DEngine
 from n3d_ros.engine.model import load_engine
 from n3d_ros.engine.runtimes.gguf_export import export_gguf
 from n3d_ros.engine.runtimes.llamacpp_rt import LlamaCppRuntime
@@ -126,6 +126,8 @@ def test_drafting_saves_passes_on_llamacpp_too(engines):
         tokens = engine.detect(tiny_inputs(seed=8)).turn.token_ids
         passes[draft] = (tokens, engine.stats.forward_passes)
     assert passes[True][0] == passes[False][0] and passes[True][1] < passes[False][1]
+    # whether the drafter guesses was measured on this runtime at its first prefill, not assumed
+    assert engine.wide_pass_ratio > 0 and engine.draft_guesses == (engine.wide_pass_ratio < CHEAP_WIDE_PASS)
 
 
 def test_runtime_refuses_what_it_cannot_hold(f32_gguf):

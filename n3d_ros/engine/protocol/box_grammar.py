@@ -252,14 +252,21 @@ class BoxDrafter:
 
     It drafts the fixed scaffold ("_3=Bbox(", "," after three digits, ")\\n" after the last field), the class
     of the previous line (or the phrase being grounded), "," after every digit, and "500" for the yaw bin
-    (every released output of the model has yaw bin 500). A wrong guess costs nothing but width in a
-    forward pass the model runs anyway: it is rejected at the first token the model disagrees with.
+    (every released output of the model has yaw bin 500). A wrong guess costs only width in a forward pass
+    the model runs anyway: it is rejected at the first token the model disagrees with.
+
+    guesses=False keeps to what the model all but always writes: the scaffold once a field is over (three
+    digits, or a lone 0), the line literal, the yaw bin after it. It drops the guesses that are often wrong
+    ("," after a digit that more digits may follow, the class, "," inside a class). That is for runtimes
+    where width is not free (a CPU is compute-bound: a 4-token pass costs 2-3 single ones), where rejected
+    guesses cost more than the passes they save.
     """
 
-    def __init__(self, grammar: BoxGrammar, tokenizer, hint_class: Optional[str] = None):
+    def __init__(self, grammar: BoxGrammar, tokenizer, hint_class: Optional[str] = None, guesses: bool = True):
         self.grammar = grammar
         self.tokenizer = tokenizer
         self.hint_class = hint_class
+        self.guesses = guesses
 
     def _last_class(self, generated: List[int]) -> Optional[str]:
         text = self.tokenizer.decode(generated)
@@ -274,16 +281,20 @@ class BoxDrafter:
         if kind in ("nl", "lit"):
             n = state[-1]
             literal = line_literal(n)[state[2]:] if kind == "lit" else line_literal(n)
-            cls = self._last_class(generated)
+            cls = self._last_class(generated) if self.guesses else None
             return literal + (cls + "," if cls else "")
-        if kind == "close":
-            return "\n" + line_literal(state[1])
+        if kind == "close":  # the model wrote ")" alone, not ")\n": it usually ends here
+            return "\n" + line_literal(state[1]) if self.guesses else ""
         if kind == "int":
-            _, field, _, _, n = state
+            _, field, digits, zero, n = state
+            if digits == 0:  # right after a ",": only the yaw bin is known
+                return "500," if field == 3 else ""
+            if not (self.guesses or digits == 3 or zero):
+                return ""  # the number may go on: leave it to the model
             if field == N_FIELDS - 1:
                 return ")\n" + line_literal(n + 1)
             return "," + ("500," if field + 1 == 3 else "")
-        return ","  # inside a class: guess that it ends here
+        return "," if self.guesses else ""  # inside a class: guess that it ends here
 
     def __call__(self, state: State, generated: List[int]) -> List[int]:
         text = self._text(state, generated)
