@@ -166,6 +166,7 @@ class WidthCostRuntime:
 
 @pytest.mark.parametrize("cost, ratio, guesses", [
     (lambda k: 0.05 + 0.001 * k, 1.06, True),   # weight reads dominate (a GPU): width is nearly free
+    (lambda k: 0.02 * k ** 0.38, 1.69, False),  # llama.cpp f16 on two CPU cores: guesses cost 20%
     (lambda k: 0.039 * k ** 0.7, 2.64, False),  # compute-bound (llama.cpp q4_k_m, two CPU cores)
 ])
 def test_wide_pass_cost_decides_whether_guesses_pay(cost, ratio, guesses):
