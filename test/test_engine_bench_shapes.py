@@ -1,0 +1,44 @@
+"""The random-weight shapes bench_runtimes builds are the published models' (checked on the meta device)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import Qwen2_5_VLForConditionalGeneration
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import bench_runtimes  # noqa: E402
+
+
+def meta_model(shape, layers=0):
+    with torch.device("meta"):
+        return Qwen2_5_VLForConditionalGeneration._from_config(bench_runtimes.bench_config(shape, layers),
+                                                               dtype=torch.bfloat16)
+
+
+def test_7b_shape_reads_what_the_published_model_reads():
+    model = meta_model("7b")
+    # perf notes: 7B weights ~16.6 GB in bf16, ~14.1 GB of them read per decoded token
+    assert sum(p.numel() for p in model.parameters()) * 2 / 1e9 == pytest.approx(16.6, abs=0.05)
+    assert bench_runtimes.weight_bytes_torch(model, 2) / 1e9 == pytest.approx(14.1, abs=0.05)
+    assert not model.config.get_text_config().tie_word_embeddings
+    assert model.lm_head.weight.shape == (152064, 3584)
+
+
+def test_05b_shape_is_qwen2_5_0_5b_with_the_vl_vocabulary():
+    model = meta_model("0.5b")
+    text = model.config.get_text_config()
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.num_key_value_heads,
+            text.intermediate_size, text.tie_word_embeddings) == (896, 24, 14, 2, 4864, True)
+    layers = sum(p.numel() for p in model.model.language_model.layers.parameters())
+    assert layers == 24 * 14_912_384  # one Qwen2.5-0.5B decoder layer: attention with biases, MLP, two norms
+
+
+def test_fewer_layers_keep_the_shape_of_each():
+    full, smoke = meta_model("7b"), meta_model("7b", layers=1)
+    assert len(smoke.model.language_model.layers) == 1
+    per_layer = sum(p.numel() for p in full.model.language_model.layers[0].parameters())
+    assert sum(p.numel() for p in smoke.model.language_model.layers.parameters()) == per_layer
