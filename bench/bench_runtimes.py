@@ -203,14 +203,15 @@ def scripted_runtime_class():
         def length(self):
             return self.inner.length()
 
-        def forward(self, ids):
+        def forward(self, ids, last_only=False):
             import torch
 
             before = self.inner.length()
-            logits = self.inner.forward(ids)
+            logits = self.inner.forward(ids, last_only=last_only)
             scripted = torch.zeros_like(logits)
+            first = len(ids) - logits.shape[0]  # the id of the first row returned (last_only: the last id)
             for row in range(logits.shape[0]):
-                index = before + row + 1 - self.answer_start  # the answer token this row predicts
+                index = before + first + row + 1 - self.answer_start  # the answer token this row predicts
                 if index < 0:
                     scripted[row] = logits[row]
                 else:

@@ -90,13 +90,13 @@ class ScriptedModel:
         row[target] = 10.0
         return row
 
-    def __call__(self, input_ids, past_key_values, use_cache):
+    def __call__(self, input_ids, past_key_values, use_cache, logits_to_keep=0):
         cache = past_key_values
         rows = []
         for tid in input_ids[0].tolist():
             cache.tokens.append(tid)
             rows.append(self.logits_after(len(cache.tokens)))
-        return SimpleNamespace(logits=torch.stack(rows)[None])
+        return SimpleNamespace(logits=torch.stack(rows[-logits_to_keep:])[None])  # 0 keeps every row, as HF
 
 
 def run_scripted(tokenizer, grammar, text, use_grammar, use_draft, guesses=True):
@@ -317,5 +317,6 @@ def test_official_sampling_under_the_grammar_stays_grammatical(engines):
             assert text.startswith("bbox_0=Bbox(") and advance_text(initial_state(), text) is not None, text
         sampler._generator.manual_seed(0)
         assert sampler.detect(tiny_inputs(seed=0)).turn.text == texts[0]  # seeded: reproducible
+        assert sampler.draft_guesses is True and sampler.wide_pass_ratio is None  # fixed, not timed
     finally:
         swap_hook(sampler, fast)

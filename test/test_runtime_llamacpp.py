@@ -90,6 +90,10 @@ def test_logits_agree_within_tolerance(engines):
         engine.runtime.restore(prefix)
         step = engine.runtime.forward(turn.prompt.ids[end:end + 4])
         engine.runtime.restore(prefix)
+        last = engine.runtime.forward(turn.prompt.ids[end:end + 4], last_only=True)  # a prompt segment
+        assert last.shape == (1, step.shape[1]) and engine.runtime.length() == prefix.length + 4
+        torch.testing.assert_close(last[0], step[-1], rtol=0, atol=1e-4)
+        engine.runtime.restore(prefix)
         got[name] = torch.cat([prefix.first_logits[None], step])
     diff = (got["llamacpp"] - got["transformers"]).abs().max().item()
     assert got["llamacpp"].shape == got["transformers"].shape

@@ -82,5 +82,9 @@ def test_transformers_runtime_prefill_equals_the_stock_one_call_prefill(engine):
     again = runtime.forward([12, 13])
     torch.testing.assert_close(again, first[1:], rtol=0, atol=1e-5)
     runtime.restore(prefix)
+    last = runtime.forward([11, 12, 13], last_only=True)  # only the row a prompt segment needs
+    assert last.shape == (1, runtime.vocab_size) and runtime.length() == len(turn.prompt) + 3
+    torch.testing.assert_close(last[0], first[-1], rtol=0, atol=1e-5)
+    runtime.restore(prefix)
     assert runtime.length() == len(turn.prompt)
 

@@ -64,10 +64,10 @@ class Stepper:
         self.runtime = runtime
         self.stats = stats
 
-    def forward(self, ids) -> torch.Tensor:
-        """Logits (len(ids), V) for the positions of ``ids`` appended after the working sequence."""
+    def forward(self, ids, last_only: bool = False) -> torch.Tensor:
+        """Logits (len(ids), V) for the positions of ``ids`` appended after the working sequence (last_only: (1, V))."""
         ids = [int(i) for i in torch.as_tensor(ids).reshape(-1).tolist()]
-        logits = self.runtime.forward(ids)
+        logits = self.runtime.forward(ids, last_only=last_only)
         self.stats.forward_passes += 1
         self.stats.forward_tokens += len(ids)
         return logits
@@ -141,7 +141,7 @@ def decode(
         return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
 
     try:
-        logits = stepper.forward(suffix_ids)[-1] if suffix_ids.shape[1] else prefix.first_logits
+        logits = stepper.forward(suffix_ids, last_only=True)[-1] if suffix_ids.shape[1] else prefix.first_logits
         generated: List[int] = []
         token = choose(logits, sequence, state)
         while token not in eos and len(generated) < max_new_tokens:

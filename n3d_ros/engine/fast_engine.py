@@ -86,7 +86,8 @@ class FastN3DEngine(N3DEngine):
     stage (vision tower + 3D encoding + merger) always runs on ``model`` in torch.
     draft_guesses: let the drafter guess where a number or class ends (box_grammar.BoxDrafter). None: decide
     at the first prefill from what a wider pass costs on this runtime (wide_pass_cost): guesses pay where
-    width is nearly free (a GPU reading weights), not where each token costs compute (a CPU).
+    width is nearly free (a GPU reading weights), not where each token costs compute (a CPU). Greedy
+    outputs never depend on it; under sampling None means on (a seed's draws depend on the drafts).
     """
 
     def __init__(self, *args, prefix_cache_size: int = 1, constrain_boxes: bool = True, draft: bool = True,
@@ -97,7 +98,10 @@ class FastN3DEngine(N3DEngine):
         self.prefix_cache = PrefixCache(prefix_cache_size)
         self.constrain_boxes = constrain_boxes
         self.draft = draft
-        self.draft_guesses = draft_guesses
+        # Under sampling the draws a seed gives depend on what was drafted, so the choice is fixed (guesses on,
+        # as before the choice existed) rather than timed: a seed then gives the same boxes on every machine.
+        sampling = bool(self.generation_config.do_sample)
+        self.draft_guesses = True if (draft_guesses is None and sampling) else draft_guesses
         self.wide_pass_ratio: Optional[float] = None  # measured cost of a WIDE_PASS-token pass / a 1-token pass
         self.single_object_stop = single_object_stop
         self.use_prefix_cache = use_prefix_cache

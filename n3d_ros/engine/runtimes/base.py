@@ -87,8 +87,12 @@ class LanguageRuntime(ABC):
         """Make the working sequence exactly ``prefix`` (whatever was appended or prefilled since)."""
 
     @abstractmethod
-    def forward(self, ids: Sequence[int]) -> torch.Tensor:
-        """Append ids after the working sequence; logits (len(ids), V) float32, one row per id."""
+    def forward(self, ids: Sequence[int], last_only: bool = False) -> torch.Tensor:
+        """Append ids after the working sequence; logits (len(ids), V) float32, one row per id.
+
+        last_only: only the last id's row, (1, V). A prompt segment needs no more, and skipping the output
+        layer for the other rows saves a (len(ids) x vocab) matmul and its copy (turn 2 feeds hundreds).
+        """
 
     @abstractmethod
     def truncate(self, length: int) -> None:

@@ -277,14 +277,17 @@ class LlamaCppRuntime(LanguageRuntime):
             self._resident = prefix
         self._length, self._delta = prefix.length, prefix.rope_delta
 
-    def forward(self, ids: Sequence[int]) -> torch.Tensor:
+    def forward(self, ids: Sequence[int], last_only: bool = False) -> torch.Tensor:
         k = len(ids)
         if self._length + k > self.n_ctx:
             raise RuntimeError(f"{self._length + k} tokens exceed the llama.cpp context of {self.n_ctx}: raise n_ctx")
         positions = self._length + self._delta + np.arange(k)  # text after the image: index + rope delta
-        self._decode(_Batch(k, tokens=np.asarray(ids), positions=positions, outputs=np.ones(k, dtype=np.int8)))
+        outputs = np.ones(k, dtype=np.int8)
+        if last_only:
+            outputs[:-1] = 0
+        self._decode(_Batch(k, tokens=np.asarray(ids), positions=positions, outputs=outputs))
         self._length += k
-        return self._logits(k)
+        return self._logits(1 if last_only else k)
 
     def truncate(self, length: int) -> None:
         if self._resident is None or length < self._resident.length:

@@ -68,9 +68,10 @@ class TransformersRuntime(LanguageRuntime):
         self.truncate(prefix.length)
 
     @torch.inference_mode()
-    def forward(self, ids: Sequence[int]) -> torch.Tensor:
+    def forward(self, ids: Sequence[int], last_only: bool = False) -> torch.Tensor:
         ids = torch.as_tensor(ids, dtype=torch.long, device=self.device).reshape(1, -1)
-        out = self.model(input_ids=ids, past_key_values=self._cache, use_cache=True)
+        keep = {"logits_to_keep": 1} if last_only else {}
+        out = self.model(input_ids=ids, past_key_values=self._cache, use_cache=True, **keep)
         return out.logits[0].float()
 
     def truncate(self, length: int) -> None:
