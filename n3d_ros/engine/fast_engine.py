@@ -48,9 +48,9 @@ def logits_processors(config) -> Tuple[LogitsProcessorList, LogitsProcessorList]
 
 WIDE_PASS = 4
 # On the spec's two test-vector lines the scaffold alone takes 22.5 passes per line and the guesses save only
-# two more (20.5), for about a dozen rejected tokens of width per line. So they pay only where width is
-# nearly free: a GPU reading the weights (a 4-token pass ~1.1x a 1-token one). Measured on two CPU cores,
-# llama.cpp f16 at 1.69x was 20% slower per line with guesses; q8_0 (2.3x) and q4_k_m (2.7x) more so.
+# two more (20.5), for about 35 rejected tokens of width per line (the scaffold alone: under one). So they
+# pay only where width is nearly free, as on a GPU whose decode is bound by reading the weights. Measured on
+# two CPU cores: llama.cpp f16 at 1.69x was 20% slower per line with guesses; q8_0 (2.3x), q4_k_m (2.7x) more.
 CHEAP_WIDE_PASS = 1.25
 
 
