@@ -313,7 +313,8 @@ def measure(engine, device, decode_tokens, repeats):
     return result
 
 
-def run_runtime(name, model, directory, device, args, gguf_dir):
+def build_runtime(name, model, directory, args, gguf_dir):
+    """(runtime, engine, weight bytes per token, the torch model) for one runtime name."""
     import torch
 
     from n3d_ros.engine.runtimes.transformers_rt import TransformersRuntime
@@ -338,6 +339,11 @@ def run_runtime(name, model, directory, device, args, gguf_dir):
         runtime = LlamaCppRuntime(path, image_token_id=151655, n_ctx=2048, n_threads=args.threads or None)
         engine = make_engine(copy, runtime, args.max_new_tokens)
         nbytes = weight_bytes_gguf(path)
+    return runtime, engine, nbytes, copy
+
+
+def run_runtime(name, model, directory, device, args, gguf_dir):
+    runtime, engine, nbytes, copy = build_runtime(name, model, directory, args, gguf_dir)
     try:
         result = measure(engine, device, args.decode_tokens, args.repeats)
     finally:
@@ -346,6 +352,63 @@ def run_runtime(name, model, directory, device, args, gguf_dir):
         runtime.close()
     result["bytes"] = nbytes
     return result, copy
+
+
+# ---------------------------------------------------------------- interleaved decode
+def interleaved_decode(model, directory, device, args, gguf_dir, names, rounds: int, steps: int):
+    """Decode tok/s of several runtimes held at once and timed in alternation (``steps`` tokens each per round).
+
+    On a shared machine the speed drifts by a third within minutes; runtimes measured one after the other
+    then compare different minutes. Alternating puts each in every minute, so their ratio holds still."""
+    import torch
+
+    from n3d_ros.engine.protocol.prompts import detection_text
+
+    if sum(n.startswith("transformers") for n in names) > 1:
+        raise SystemExit("--interleave takes at most one transformers runtime (they would share one torch model)")
+    inputs = tiny_inputs(h=480)
+    held = {}
+    for name in names:  # the transformers runtime last: it converts the shared torch model in place
+        runtime, engine, nbytes, model = build_runtime(name, model, directory, args, gguf_dir)
+        vision = engine.encode_image(inputs)
+        turn = engine.build_inputs(inputs, detection_text(), vision)
+        prefix, end = engine._prefix_for(turn)
+        engine.hook.remove()  # decode needs no vision stage, and the next engine hooks the same tower
+        held[name] = {"runtime": runtime, "engine": engine, "bytes": nbytes, "prefix": prefix,
+                      "suffix": turn.prompt.ids[end:], "rates": []}
+    try:
+        for _ in range(rounds):
+            for name, h in held.items():
+                runtime = h["runtime"]
+                runtime.restore(h["prefix"])
+                token = int(torch.argmax(runtime.forward(h["suffix"], last_only=True)[-1]))
+                times = []
+                for _ in range(steps):
+                    start = time.perf_counter()
+                    token = int(torch.argmax(runtime.forward([token])[-1]))
+                    sync(device)
+                    times.append(time.perf_counter() - start)
+                h["rates"].append(1 / median(times))
+    finally:
+        for h in held.values():
+            h["engine"].prefix_cache.clear()
+            h["runtime"].close()
+    return {name: (h["rates"], h["bytes"]) for name, h in held.items()}
+
+
+def print_interleaved(results, bandwidth, rounds, steps):
+    reference = results.get("transformers-bf16")
+    print(f"\n5. Interleaved decode: {rounds} rounds, each runtime {steps} single-token steps per round in turn "
+          f"(median step per round; the spread is over rounds). Ceiling uses {bandwidth / 1e9:.1f} GB/s")
+    print(f"   {'runtime':>18} {'MB/token':>9} {'tok/s':>7} {'min-max':>12} {'of ceil':>8} {'x bf16':>7} "
+          f"{'x bf16 per round (min-max)':>27}")
+    for name, (rates, nbytes) in results.items():
+        row = f"   {name:>18} {nbytes / 1e6:9.0f} {median(rates):7.1f} {min(rates):5.1f}-{max(rates):<6.1f} " \
+              f"{median(rates) * nbytes / bandwidth:8.0%}"
+        if reference:
+            ratios = [r / b for r, b in zip(rates, reference[0])]
+            row += f" {median(ratios):6.2f}x {min(ratios):12.2f}-{max(ratios):.2f}"
+        print(row)
 
 
 # ---------------------------------------------------------------- load memory
@@ -433,6 +496,9 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", type=int, default=0,
                         help="language-model layers to build (default: the shape's); fewer makes a quick smoke run "
                              "of a large shape, and the ceiling fractions stay right (bytes are counted from the model)")
+    parser.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                        help="instead of the full measurement: decode tok/s of the named runtimes held at once and "
+                             "timed in alternation for ROUNDS rounds (a fair ratio on a machine whose speed drifts)")
     parser.add_argument("--max-new-tokens", type=int, default=120, help="detection length for ms per box line")
     args = parser.parse_args(argv)
 
@@ -458,6 +524,15 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     print(f"bench_runtimes: shape {args.shape}, device {args.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load average {load[0]:.1f}/{load[1]:.1f}")
+    if args.interleave:
+        names = [n for n in names if not n.startswith("transformers")] + [n for n in names if n.startswith("transformers")]
+        bandwidth = read_bandwidth(args.device)
+        model, directory = random_checkpoint(args.shape, args.device, save=any(n.startswith("llamacpp") for n in names),
+                                             layers=args.layers)
+        results = interleaved_decode(model, directory, args.device, args, gguf_dir, names, args.interleave,
+                                     args.decode_tokens)
+        print_interleaved(results, max(bandwidth, read_bandwidth(args.device)), args.interleave, args.decode_tokens)
+        return 0
     if not args.skip_speed:
         bandwidth = [read_bandwidth(args.device)]
         model, directory = random_checkpoint(args.shape, args.device, save=any(n.startswith("llamacpp") for n in names),
