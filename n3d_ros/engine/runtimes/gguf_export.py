@@ -22,7 +22,7 @@ from typing import Dict, Iterator, List, Tuple
 import numpy as np
 
 from ...core.types import InputError
-from ..checkpoint import safetensor_files
+from ..checkpoint import VISION_PREFIXES, safetensor_files
 from . import optional_import
 
 ARCH = "qwen2vl"
@@ -49,7 +49,7 @@ _NORMAL, _CONTROL, _USER_DEFINED, _UNUSED = 1, 3, 4, 5
 def gguf_name(hf_key: str) -> "str | None":
     """The GGUF tensor name of a language-model key (either checkpoint layout), or None for vision keys."""
     key = hf_key.replace("model.language_model.", "model.", 1)
-    if key.startswith(("visual.", "model.visual.")):
+    if key.startswith(VISION_PREFIXES):
         return None
     if key == "model.embed_tokens.weight":
         return "token_embd.weight"
