@@ -2,8 +2,10 @@
 """Language-model runtimes under the N3D engine, in one run: transformers fp32/bf16 vs llama.cpp f16/q8_0/q4_k_m.
 
 A random-weight Qwen2.5-VL whose language model has a real shape (0.5b: Qwen2.5-0.5B's, hidden 896, 24 layers,
-14 heads, 2 KV heads; 7b: Qwen2.5-VL-7B's published config) so that reading the weights, not Python, sets the
-decode speed. For each runtime it prints medians of:
+14 heads, 2 KV heads; 1.5b: Qwen2.5-1.5B's, hidden 1536, 28 layers, where every row fits llama.cpp's 256-wide
+k-quant blocks as on the 7B; 7b: Qwen2.5-VL-7B's published config) so that reading the weights, not Python,
+sets the decode speed. Each GGUF's storage types are printed: a k-quant export of a shape whose rows are not
+multiples of 256 is stored in llama.cpp's fallback types, and is then not the q4_k_m the 7B gets. For each runtime it prints medians of:
   * TTFT: detection prompt on a new 640x480 frame (vision stage + prefill + first token), and the vision stage
     alone (the same torch code for every runtime);
   * decode tok/s: single-token greedy steps after the prefix;
@@ -15,7 +17,7 @@ decode speed. For each runtime it prints medians of:
 --bins: per-field bin agreement of box lines of q8_0 / q4_k_m exports against f32, on the tiny model taught the
 box grammar (bench/tiny_box_speaker.py).
 
-Usage: python bench/bench_runtimes.py [--shape 0.5b|7b] [--device cpu|cuda] [--runtimes a,b] [--bins]
+Usage: python bench/bench_runtimes.py [--shape 0.5b|1.5b|7b] [--device cpu|cuda] [--runtimes a,b] [--bins]
 Runs offline (random weights from a config; tokenizer from engine.protocol.tokenizer). On CUDA the transformers runtime
 always runs; llama.cpp runs where llama-cpp-python is installed (built with -DGGML_CUDA=on to use the GPU).
 """
@@ -43,6 +45,12 @@ SHAPES = {
                       "num_attention_heads": 14, "num_key_value_heads": 2, "tie_word_embeddings": True,
                       "mrope_section": [8, 12, 12]},  # head dim 64: sections sum to 32
              # a small vision tower: this benchmark is about the language model (vision width stays 1280)
+             "vision": {"depth": 2, "intermediate_size": 256, "fullatt_block_indexes": [1]}},
+    # Qwen2.5-1.5B's: the smallest Qwen2.5 whose every weight row is a multiple of 256, so that q4_k_m is the
+    # q4_K/q6_K mix it is on the 7B (at 0.5b's hidden 896 llama.cpp stores most of it as q5_0 and q8_0)
+    "1.5b": {"text": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                      "num_attention_heads": 12, "num_key_value_heads": 2, "tie_word_embeddings": True,
+                      "mrope_section": [16, 24, 24]},  # head dim 128, as the 7B
              "vision": {"depth": 2, "intermediate_size": 256, "fullatt_block_indexes": [1]}},
     "7b": {"text": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
                     "num_attention_heads": 28, "num_key_value_heads": 4, "tie_word_embeddings": False,
@@ -100,7 +108,7 @@ def random_checkpoint(shape: str, device: str, save: bool, layers: int = 0):
     from n3d_ros.engine.protocol.tokenizer import cache_root, offline_qwen_tokenizer
 
     torch.manual_seed(0)
-    dtype = torch.float32 if shape == "0.5b" else torch.bfloat16
+    dtype = torch.float32 if shape == "0.5b" else torch.bfloat16  # larger shapes: half the disk and memory
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(bench_config(shape, layers), dtype=dtype).eval()
     directory = None
@@ -162,6 +170,19 @@ def weight_bytes_gguf(path) -> int:
     if "output.weight" in sizes:  # untied: token_embd is only gathered, one row per token
         return sum(sizes.values()) - sizes["token_embd.weight"]
     return sum(sizes.values())  # tied: token_embd is the output layer, read whole
+
+
+def storage_mix(path) -> str:
+    """The ggml storage types of a GGUF's weights, as shares of its bytes ("Q4_K 71%, Q6_K 29%")."""
+    import gguf
+
+    by_type = {}
+    for tensor in gguf.GGUFReader(str(path)).tensors:
+        if len(tensor.shape) < 2:
+            continue  # norms and biases: float32 in every export
+        by_type[tensor.tensor_type.name] = by_type.get(tensor.tensor_type.name, 0) + int(tensor.n_bytes)
+    total = sum(by_type.values())
+    return ", ".join(f"{name} {n / total:.0%}" for name, n in sorted(by_type.items(), key=lambda kv: -kv[1]))
 
 
 # ---------------------------------------------------------------- scripted box lines
@@ -339,6 +360,7 @@ def build_runtime(name, model, directory, args, gguf_dir):
         runtime = LlamaCppRuntime(path, image_token_id=151655, n_ctx=2048, n_threads=args.threads or None)
         engine = make_engine(copy, runtime, args.max_new_tokens)
         nbytes = weight_bytes_gguf(path)
+        print(f"   {path.name}: stored as {storage_mix(path)}", flush=True)
     return runtime, engine, nbytes, copy
 
 

@@ -42,3 +42,30 @@ def test_fewer_layers_keep_the_shape_of_each():
     assert len(smoke.model.language_model.layers) == 1
     per_layer = sum(p.numel() for p in full.model.language_model.layers[0].parameters())
     assert sum(p.numel() for p in smoke.model.language_model.layers.parameters()) == per_layer
+
+
+def _row_lengths(model):
+    """The input width of every 2-D language-model weight: what llama.cpp's 256-wide k-quant blocks divide."""
+    return {p.shape[1] for p in model.model.language_model.parameters() if p.dim() == 2}
+
+
+def test_15b_shape_is_qwen2_5_1_5b_and_every_row_fits_k_quant_blocks():
+    model = meta_model("1.5b")
+    text = model.config.get_text_config()
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.num_key_value_heads,
+            text.intermediate_size, text.tie_word_embeddings) == (1536, 28, 12, 2, 8960, True)
+    hidden, kv, ffn = 1536, 2 * 128, 8960
+    per_layer = (hidden * hidden + hidden) + 2 * (hidden * kv + kv) + hidden * hidden + 3 * hidden * ffn + 2 * hidden
+    assert sum(p.numel() for p in model.model.language_model.layers.parameters()) == 28 * per_layer
+    assert all(n % 256 == 0 for n in _row_lengths(model))  # q4_k_m is then q4_K/q6_K, as on the 7B
+    assert all(n % 256 == 0 for n in _row_lengths(meta_model("7b", layers=1)))
+    # why 1.5b exists: at 0.5b's hidden 896 most rows do not fit, and llama.cpp falls back to q5_0 / q8_0
+    assert 896 in _row_lengths(meta_model("0.5b")) and 896 % 256 != 0
+
+
+def test_storage_mix_counts_weights_not_norms(tmp_path):
+    from n3d_ros.engine.runtimes.gguf_export import export_gguf
+    from n3d_ros.engine.tiny import cached_tiny_checkpoint
+
+    path = export_gguf(cached_tiny_checkpoint(), tmp_path / "tiny-f16.gguf", "f16")
+    assert bench_runtimes.storage_mix(path) == "F16 100%"  # the f32 norms and biases are left out

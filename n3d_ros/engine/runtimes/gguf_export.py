@@ -64,19 +64,21 @@ def gguf_name(hf_key: str) -> "str | None":
 
 
 def _language_tensors(model_dir: Path, tied: bool) -> Iterator[Tuple[str, str, Tuple[int, ...], "object"]]:
-    """(gguf name, hf key, shape, loader) of every language-model tensor; loading is deferred."""
+    """(gguf name, hf key, shape, loader) of every language-model tensor; loading is deferred.
+
+    Each shard is opened once here, for the shapes (header only); a loader opens its shard again when the
+    writer asks for that tensor's data, so only one tensor at a time is in memory."""
     from safetensors import safe_open
 
     for path in safetensor_files(str(model_dir)):
         with safe_open(str(path), framework="pt") as handle:
-            keys = list(handle.keys())
-        for key in keys:
-            name = gguf_name(key)
-            if name is None or (tied and name == "output.weight"):
-                continue  # tied: llama.cpp reuses token_embd as the output layer
-            with safe_open(str(path), framework="pt") as handle:
-                shape = tuple(handle.get_slice(key).get_shape())
-
+            entries = []
+            for key in handle.keys():
+                name = gguf_name(key)
+                if name is None or (tied and name == "output.weight"):
+                    continue  # tied: llama.cpp reuses token_embd as the output layer
+                entries.append((name, key, tuple(handle.get_slice(key).get_shape())))
+        for name, key, shape in entries:
             def load(path=path, key=key):
                 with safe_open(str(path), framework="pt") as h:
                     return h.get_tensor(key)
