@@ -456,8 +456,11 @@ def load_peak_mib(directory, language_model: bool, dtype: str):
 
 def print_load_memory(directory):
     print("\n4. Loading the checkpoint, fresh process each: peak RSS MiB (MiB of weights kept)")
-    print("   float32 keeps the file's weights memory-mapped and reads them lazily; bfloat16 converts them, so they "
-          "are all read, as a move to a GPU reads them")
+    import json
+
+    stored = json.loads((directory / "config.json").read_text()).get("dtype", "?")
+    print(f"   the checkpoint is stored in {stored}: loaded in that dtype its weights stay memory-mapped and are read "
+          "lazily; the other dtype converts them, so they are all read, as a move to a GPU reads them")
     for dtype in ("float32", "bfloat16"):
         full, alone = load_peak_mib(directory, True, dtype), load_peak_mib(directory, False, dtype)
         print(f"   {dtype:>8}: with the torch language model {full[0]:6.0f} ({full[1]:.0f}); the vision tower alone, "
