@@ -468,7 +468,7 @@ def print_load_memory(directory):
 
 
 # ---------------------------------------------------------------- bin agreement
-def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0, steps: int = 300):
+def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0, steps: int = 300, hidden: int = 256):
     from n3d_ros.engine.protocol.box_parser import parse_boxes
     from n3d_ros.engine.model import load_engine
     from n3d_ros.engine.runtimes.gguf_export import export_gguf
@@ -476,18 +476,19 @@ def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0, steps: int = 30
     from n3d_ros.engine.fast_engine import FastN3DEngine
     from tiny_box_speaker import cached_box_speaker
 
-    speaker = cached_box_speaker(steps)
+    speaker = cached_box_speaker(steps, hidden)
     boxes = {}
     for quant in ("f32", "q8_0", "q4_k_m"):
         path = gguf_dir / f"{speaker.name}-{quant}.gguf"
         if not path.is_file():
             export_gguf(speaker, path, quant)
+        print(f"   {path.name}: stored as {storage_mix(path)}", flush=True)
         base = load_engine(str(speaker), device="cpu", dtype="float32", max_new_tokens=200)
         engine = FastN3DEngine.from_engine(base, runtime=make_runtime(base, "llamacpp", str(path), n_threads=threads))
         boxes[quant] = [parse_boxes(engine.detect(tiny_inputs(seed=s)).turn.text).boxes for s in range(frames)]
         engine.close()
-    print(f"\n3. Bin agreement of box lines against the f32 export (tiny box speaker trained {steps} steps, "
-          f"{frames} frames, greedy)")
+    print(f"\n3. Bin agreement of box lines against the f32 export (tiny box speaker, hidden {hidden}, trained "
+          f"{steps} steps, {frames} frames, greedy)")
     print(f"   {'export':>7} {'lines':>6} {'same class':>10} " + " ".join(f"{f:>9}" for f in FIELDS) + "   (exact / mean |d bin|)")
     for quant in ("q8_0", "q4_k_m"):
         pairs = [(a, b) for fa, fb in zip(boxes["f32"], boxes[quant]) for a, b in zip(fa, fb)]
@@ -499,7 +500,9 @@ def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0, steps: int = 30
             mean_abs = sum(abs(a.bins[k] - b.bins[k]) for a, b in pairs) / max(1, len(pairs))
             cells.append(f"{exact:4.0%}/{mean_abs:4.1f}")
         print(f"   {quant:>7} {len(pairs):>3}/{total:<3} {same_class:>9.0%} " + " ".join(f"{c:>9}" for c in cells))
-    print("   (hidden 64: no row is a multiple of 256, so llama.cpp stores q4_k_m's k-quant tensors in its fallback types)")
+    if hidden % 256:
+        print(f"   (hidden {hidden}: no row is a multiple of 256, so llama.cpp stores q4_k_m's k-quant tensors in its "
+              "fallback types)")
 
 
 # ---------------------------------------------------------------- main
@@ -513,6 +516,8 @@ def main(argv=None) -> int:
     parser.add_argument("--bins", action="store_true", help="also the q8_0/q4_k_m bin agreement (tiny box speaker)")
     parser.add_argument("--bins-frames", type=int, default=12)
     parser.add_argument("--bins-steps", type=int, default=300, help="training steps of the tiny box speaker")
+    parser.add_argument("--bins-hidden", type=int, default=256,
+                        help="hidden size of the tiny box speaker (256: every row fits the k-quant blocks, as on the 7B)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--gguf-dir", default="", help="where exports go (default: the cache directory)")
     parser.add_argument("--threads", type=int, default=0,
@@ -610,7 +615,7 @@ def main(argv=None) -> int:
         del model
         gc.collect()
     if args.bins:
-        bin_agreement(args.bins_frames, gguf_dir, args.threads, args.bins_steps)
+        bin_agreement(args.bins_frames, gguf_dir, args.threads, args.bins_steps, args.bins_hidden)
     return 0
 
 

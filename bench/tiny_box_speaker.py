@@ -2,7 +2,7 @@
 
 The random tiny checkpoint writes garbage, so "passes per box line" measured on it says little about the
 real model. This starts from that checkpoint and fine-tunes only its language model (the vision tower and
-the 3D encoding run frozen, as in every forward) with teacher forcing on synthetic turn-1 answers:
+the 3D encoding run frozen, as in every forward) with teacher forcing on synthetic turn-1 answers (hidden 64, or 256 for the quantised-box measurement):
 2-5 lines `bbox_N=Bbox(<colour> <shape>,U,V,Z,500,SX,SY,SZ)` with random bins. About a minute on this
 CPU; cached next to the tiny checkpoint. Used by bench_speed.py only.
 """
@@ -26,15 +26,16 @@ def synthetic_answer(rng: random.Random) -> str:
     return "\n".join(lines)
 
 
-def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0) -> Path:
+def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0, hidden: int = 64) -> Path:
     import torch
+    import torch.nn.functional as F
 
     from n3d_ros.engine.model import load_engine
     from n3d_ros.engine.protocol.prompts import detection_text
     from n3d_ros.engine.tiny import cached_tiny_checkpoint
     from test_engine_speed import tiny_inputs
 
-    source = cached_tiny_checkpoint()
+    source = cached_tiny_checkpoint(hidden=hidden)
     engine = load_engine(str(source), device="cpu", dtype="float32")
     model, tokenizer = engine.model, engine.tokenizer
     inputs = tiny_inputs(seed=seed)
@@ -50,18 +51,19 @@ def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0) -> Path:
     for step in range(steps):
         target = tokenizer.encode(synthetic_answer(rng), add_special_tokens=False) + [im_end]
         ids = torch.cat([prompt, torch.tensor([target])], dim=1)
-        labels = ids.clone()
-        labels[:, :prompt.shape[1]] = -100
         engine.hook.arm(turn.points, turn.map_hw, turn.grid_hw)
+        # Logits only where a target token is predicted (the last prompt position onwards): the prompt's
+        # ~400 rows x 152064 classes would be most of the step and carry no loss.
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
                     mm_token_type_ids=(ids == engine.image_token_id).to(torch.int32),
                     pixel_values=turn.model_kwargs["pixel_values"],
-                    image_grid_thw=turn.model_kwargs["image_grid_thw"], labels=labels)
+                    image_grid_thw=turn.model_kwargs["image_grid_thw"], logits_to_keep=len(target) + 1)
+        loss = F.cross_entropy(out.logits[0, :-1].float(), torch.tensor(target))
         optimiser.zero_grad()
-        out.loss.backward()
+        loss.backward()
         optimiser.step()
         if step % 50 == 0 or step == steps - 1:
-            print(f"   training the tiny box speaker: step {step:4d} loss {out.loss.item():.3f}")
+            print(f"   training the tiny box speaker (hidden {hidden}): step {step:4d} loss {loss.item():.3f}", flush=True)
     model.eval()
     engine.hook.disarm()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,14 +75,14 @@ def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0) -> Path:
     return out_dir
 
 
-def cached_box_speaker(steps: int = 300) -> Path:
+def cached_box_speaker(steps: int = 300, hidden: int = 64) -> Path:
     from n3d_ros.engine.protocol.tokenizer import cache_root
 
-    target = cache_root() / f"tiny_box_speaker_{steps}"
+    target = cache_root() / (f"tiny_box_speaker_{steps}" if hidden == 64 else f"tiny_box_speaker_h{hidden}_{steps}")
     if not (target / "generation_config.json").is_file():
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        train_box_speaker(tmp, steps)
+        train_box_speaker(tmp, steps, hidden=hidden)
         shutil.rmtree(target, ignore_errors=True)
         tmp.replace(target)
     return target

@@ -69,3 +69,19 @@ def test_storage_mix_counts_weights_not_norms(tmp_path):
 
     path = export_gguf(cached_tiny_checkpoint(), tmp_path / "tiny-f16.gguf", "f16")
     assert bench_runtimes.storage_mix(path) == "F16 100%"  # the f32 norms and biases are left out
+
+
+def test_tiny_config_at_hidden_256_fits_k_quant_blocks_and_64_is_the_tests_model():
+    from n3d_ros.engine.tiny import tiny_config
+
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(tiny_config(256), dtype=torch.float32)
+    assert all(n % 256 == 0 for n in _row_lengths(model))
+    assert model.config.vision_config.out_hidden_size == 256  # the merger feeds the language model's width
+    text = tiny_config(256).get_text_config()
+    head_dim = text.hidden_size // text.num_attention_heads
+    assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2  # M-RoPE covers every rotary pair
+    small = tiny_config().get_text_config()  # the default is the cached checkpoint every test loads
+    assert (small.hidden_size, small.intermediate_size, small.rope_parameters["mrope_section"]) == (64, 128, [2, 3, 3])
+    with pytest.raises(ValueError, match="multiple of 16"):
+        tiny_config(100)

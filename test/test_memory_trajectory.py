@@ -192,8 +192,16 @@ def test_questions_about_objects_out_of_view_are_answered_from_memory():
                                                      "last seen 0.2 s ago.")
     truth = frame.centers_table[hidden]
     assert np.linalg.norm(np.array(answer.objects[0].attributes["memory"]["center_memory_m"]) - truth) < 0.03
+    assert answer.objects[0].attributes["memory_id"] == remembered.id
     direct = ask_with_memory(pipeline, memory, frame.scene.frame, f"where is the {in_view} object", pose_of(frame))
     assert direct.success and "From memory" not in direct.text  # in the frame: answered from the frame
+    # the frame's own box carries the id the memory tracks it under, the same on the next question
+    tracked = next(o for o in memory.objects() if o.color == in_view).id
+    assert [b.attributes["memory_id"] for b in direct.objects] == [tracked]
+    again = ask_with_memory(pipeline, memory, frame.scene.frame, f"how tall is the {in_view} object", pose_of(frame))
+    assert [b.attributes["memory_id"] for b in again.objects] == [tracked]
+    assert all("memory_id" not in b.attributes for b in feedback[0].boxes)  # tags go on copies, not the grounding
     stale = CameraPose(frame.pose, "table", frame.stamp_ns - 10**9, frame.scene.frame.frame_id)
     kept = ask_with_memory(pipeline, memory, frame.scene.frame, f"where is the {in_view} object", stale)
     assert kept.success and "memory not updated" in kept.message and "stale" in kept.message
+    assert all("memory_id" not in b.attributes for b in kept.objects)  # not ingested: no memory id claimed

@@ -12,6 +12,7 @@ EXPECTED_RESPONSE = {
     "has_value": "boolean", "value": "double", "unit": "string", "answer_path": "string",
     "objects": "vision_msgs/Detection3DArray", "objects_2d": "vision_msgs/Detection2DArray",
     "latency_s": "double", "from_memory_ids": "sequence<string>", "from_memory_ages_s": "sequence<double>",
+    "memory_ids": "sequence<string>",
 }
 EXPECTED_REQUEST = {"query": "string", "timeout_s": "double", "require_fresh_frame": "boolean",
                     "target_frame": "string"}
@@ -60,7 +61,7 @@ def test_action_and_message_types(ros_context):
     assert {k: answer_fields[k] for k in ("query", "answer", "value", "unit", "objects")} == {
         "query": "string", "answer": "string", "value": "double", "unit": "string",
         "objects": "vision_msgs/Detection3DArray"}
-    assert answer_fields["from_memory_ids"] == "sequence<string>"
+    assert answer_fields["from_memory_ids"] == answer_fields["memory_ids"] == "sequence<string>"
 
 
 def test_object_memory_service_type(ros_context):

@@ -173,12 +173,14 @@ def test_question_about_an_object_out_of_view_is_answered_from_memory(make_harne
     reply = h.ask(f"where is the {hidden} object")
     assert reply.success and reply.answer.startswith(f"From memory: the {hidden} object (id "
                                                      f"{remembered[f'{hidden} object']}) was last seen")
-    assert list(reply.from_memory_ids) == [remembered[f"{hidden} object"]]
+    assert list(reply.from_memory_ids) == list(reply.memory_ids) == [remembered[f"{hidden} object"]]
     assert len(reply.from_memory_ages_s) == 1 and 0.0 < reply.from_memory_ages_s[0] < 10.0
     assert "In table it is at" in reply.answer
 
     direct = h.ask(f"where is the {in_view} object")
     assert direct.success and "From memory" not in direct.answer and list(direct.from_memory_ids) == []
+    assert len(direct.memory_ids) == 1 and direct.memory_ids[0]  # the frame's box, by the id ~/objects lists it under
+    assert _wait(lambda: _ids_by_label(h.latest_objects()).get(f"{in_view} object") == direct.memory_ids[0])
 
     by_id = h.ask(f"where is memory object {remembered[f'{hidden} object']}")
     assert by_id.success and list(by_id.from_memory_ids) == [remembered[f"{hidden} object"]]

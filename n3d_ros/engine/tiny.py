@@ -44,19 +44,24 @@ PREPROCESSOR_CONFIG = {  # stock Qwen2.5-VL values (spec 1.1)
 }
 
 
-def tiny_config():
+def tiny_config(hidden: int = 64):
+    """hidden 64: the tests' model. hidden 256 (a multiple of llama.cpp's 256-wide k-quant blocks, like every
+    row of the 7B) is what the quantised-box measurement uses, so that q4_k_m is stored as q4_K / q6_K."""
     from transformers import Qwen2_5_VLConfig
 
+    if hidden % 16:
+        raise ValueError(f"tiny hidden size must be a multiple of 16 (4 heads of an even M-RoPE width), got {hidden}")
+    quarter = hidden // 4 // 2 // 8  # M-RoPE sections cover head_dim / 2 = hidden / 8 in the stock 2:3:3 split
     return Qwen2_5_VLConfig(
         text_config={
-            "vocab_size": 152064, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "vocab_size": 152064, "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2,
             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 8192,
             "rms_norm_eps": 1e-6, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
-                                                      "mrope_section": [2, 3, 3]},
+                                                      "mrope_section": [2 * quarter, 3 * quarter, 3 * quarter]},
             "bos_token_id": 151643, "eos_token_id": 151645, "tie_word_embeddings": True,
         },
         vision_config={
-            "depth": 2, "hidden_size": 1280, "intermediate_size": 256, "num_heads": 16, "out_hidden_size": 64,
+            "depth": 2, "hidden_size": 1280, "intermediate_size": 256, "num_heads": 16, "out_hidden_size": hidden,
             "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
             "fullatt_block_indexes": [1], "hidden_act": "silu",
         },
@@ -65,7 +70,7 @@ def tiny_config():
     )
 
 
-def build_tiny_checkpoint(out_dir, seed: int = 0) -> Path:
+def build_tiny_checkpoint(out_dir, seed: int = 0, hidden: int = 64) -> Path:
     """Write the checkpoint into out_dir (created; files overwritten) and return it."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -73,7 +78,7 @@ def build_tiny_checkpoint(out_dir, seed: int = 0) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(tiny_config()).eval()
+    model = Qwen2_5_VLForConditionalGeneration(tiny_config(hidden)).eval()
     model.save_pretrained(str(out))
     offline_qwen_tokenizer().save_pretrained(str(out))
     (out / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2))
@@ -81,7 +86,7 @@ def build_tiny_checkpoint(out_dir, seed: int = 0) -> Path:
     return out
 
 
-def cached_tiny_checkpoint(seed: int = 0) -> Path:
+def cached_tiny_checkpoint(seed: int = 0, hidden: int = 64) -> Path:
     """The tiny checkpoint under the cache directory, built on first use (a few seconds)."""
-    return cached_directory(f"tiny_qwen2_5_vl_seed{seed}", "generation_config.json",
-                            lambda tmp: build_tiny_checkpoint(tmp, seed))
+    name = f"tiny_qwen2_5_vl_seed{seed}" if hidden == 64 else f"tiny_qwen2_5_vl_h{hidden}_seed{seed}"
+    return cached_directory(name, "generation_config.json", lambda tmp: build_tiny_checkpoint(tmp, seed, hidden))

@@ -11,6 +11,7 @@ memory, and a geometry question the frame cannot answer is answered from memory 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Callable, Optional
 
 from ..core.types import Answer, GroundingResult, InputError, RGBDFrame
@@ -18,7 +19,8 @@ from ..pipeline import validate_query
 from ..reasoning.matching import describe_box
 from ..reasoning.questions import extract_object_phrases, parse_question
 from ..reasoning.spatial import answer_question, m
-from .memory import ObjectMemory
+from .memory import MemoryUpdate, ObjectMemory
+from .objects import MEMORY_ID
 from .pose import CameraPose
 from .upright import optical_box
 
@@ -75,7 +77,7 @@ def answer_from_memory(memory: ObjectMemory, question: str, now_ns: int,
                 "confidence": round(obj.confidence, 4), "center_memory_m": [round(float(v), 4) for v in obj.center],
                 "frame_id": memory.frame_id}
         boxes.append(optical_box(obj.upright, pose, memory.basis, label=obj.label, id=obj.id,
-                                 score=obj.confidence, attributes={**obj.attributes(), "memory": info,
+                                 score=obj.confidence, attributes={**obj.attributes(), "memory": info, MEMORY_ID: obj.id,
                                                                    "from_memory": age > current_tolerance_s}))
     answer = answer_question(parsed, boxes, up=pose.rotation.T @ memory.basis.up)
     remembered = [b for b in answer.objects if b.attributes.get("from_memory")]
@@ -106,6 +108,18 @@ def answer_from_memory(memory: ObjectMemory, question: str, now_ns: int,
     return answer
 
 
+def with_memory_ids(objects, grounding: GroundingResult, update: MemoryUpdate) -> list:
+    """The answer's objects, those the ingest fused or created carrying attributes[MEMORY_ID]. Copies: the
+    grounding's boxes may be cached with the frame and must not keep a tag from an earlier question."""
+    by_box = {id(box): update.matched[index] for index, box in enumerate(grounding.boxes) if index in update.matched}
+    tagged = []
+    for box in objects:
+        if id(box) in by_box:
+            box = replace(box, attributes={**box.attributes, MEMORY_ID: by_box[id(box)]})
+        tagged.append(box)
+    return tagged
+
+
 def ask_with_memory(pipeline, memory: ObjectMemory, frame: RGBDFrame, question: str, pose: CameraPose,
                     now_ns: Optional[int] = None, cancel=None,
                     on_grounded: Optional[Callable[[GroundingResult], None]] = None) -> Answer:
@@ -127,10 +141,11 @@ def ask_with_memory(pipeline, memory: ObjectMemory, frame: RGBDFrame, question: 
     answer = pipeline.ask(frame, question, on_grounded=keep, cancel=cancel)
     if grounded:
         try:
-            memory.ingest(grounded[0], frame, pose, scope=extract_object_phrases(question))
+            update = memory.ingest(grounded[0], frame, pose, scope=extract_object_phrases(question))
         except InputError as exc:
             answer.message = " ".join(p for p in (answer.message, f"memory not updated: {exc}") if p)
             return answer
+        answer.objects = with_memory_ids(answer.objects, grounded[0], update)
     withdrawn = cancel is not None and cancel.is_set()
     if answer.success or withdrawn or parse_question(question) is None:
         return answer

@@ -21,6 +21,10 @@ from ..core.types import Box3D
 from .config import MemoryConfig
 from .upright import HALF_PI, UprightBox
 
+# Box3D.attributes key: the memory id a box of an answer is tracked under (the frame's own boxes after ingest,
+# and remembered boxes); replies carry it as memory_ids.
+MEMORY_ID = "memory_id"
+
 
 def confidence_of(log_odds: float) -> float:
     return float(1.0 / (1.0 + np.exp(-log_odds)))

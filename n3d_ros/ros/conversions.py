@@ -22,6 +22,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from ..core.images import SUPPORTED_COLOR_ENCODINGS
 from ..core.types import Answer, Box3D, InputError, PinholeCamera, RGBDFrame
+from ..memory.objects import MEMORY_ID
 
 COLOR_ENCODINGS = SUPPORTED_COLOR_ENCODINGS  # one list: what core.images decodes is what the node accepts
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
@@ -318,6 +319,8 @@ def fill_answer(target, answer: Answer, objects: Detection3DArray, objects_2d: O
     remembered = [b for b in answer.objects if b.attributes.get("from_memory")]
     target.from_memory_ids = [str(b.id) for b in remembered]
     target.from_memory_ages_s = [float(b.attributes["memory"]["age_s"]) for b in remembered]
+    if any(MEMORY_ID in b.attributes for b in answer.objects):  # the memory is on and took part
+        target.memory_ids = [str(b.attributes.get(MEMORY_ID, "")) for b in answer.objects]
     return target
 
 
