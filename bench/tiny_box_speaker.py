@@ -26,9 +26,31 @@ def synthetic_answer(rng: random.Random) -> str:
     return "\n".join(lines)
 
 
-def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0, hidden: int = 64) -> Path:
+def answer_loss(engine, turn, target, full_logits: bool = False):
+    """Mean next-token cross-entropy of the answer ids ``target`` after the turn's prompt (teacher forcing).
+
+    By default logits are computed only where a target token is predicted (the last prompt position onwards):
+    the prompt's ~400 rows x 152064 classes would be most of a step and carry no loss. full_logits=True is
+    transformers' own labels loss over every position (what the test compares against)."""
     import torch
     import torch.nn.functional as F
+
+    prompt = turn.model_kwargs["input_ids"]
+    ids = torch.cat([prompt, torch.tensor([target])], dim=1)
+    engine.hook.arm(turn.points, turn.map_hw, turn.grid_hw)
+    kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids),
+                  mm_token_type_ids=(ids == engine.image_token_id).to(torch.int32),
+                  pixel_values=turn.model_kwargs["pixel_values"], image_grid_thw=turn.model_kwargs["image_grid_thw"])
+    if full_logits:
+        labels = ids.clone()
+        labels[:, :prompt.shape[1]] = -100
+        return engine.model(**kwargs, labels=labels).loss
+    out = engine.model(**kwargs, logits_to_keep=len(target) + 1)
+    return F.cross_entropy(out.logits[0, :-1].float(), torch.tensor(target))
+
+
+def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0, hidden: int = 64) -> Path:
+    import torch
 
     from n3d_ros.engine.model import load_engine
     from n3d_ros.engine.protocol.prompts import detection_text
@@ -40,7 +62,6 @@ def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0, hidden: in
     model, tokenizer = engine.model, engine.tokenizer
     inputs = tiny_inputs(seed=seed)
     turn = engine.build_inputs(inputs, detection_text())
-    prompt = turn.model_kwargs["input_ids"]
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.model.visual.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -50,15 +71,7 @@ def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0, hidden: in
     model.train()
     for step in range(steps):
         target = tokenizer.encode(synthetic_answer(rng), add_special_tokens=False) + [im_end]
-        ids = torch.cat([prompt, torch.tensor([target])], dim=1)
-        engine.hook.arm(turn.points, turn.map_hw, turn.grid_hw)
-        # Logits only where a target token is predicted (the last prompt position onwards): the prompt's
-        # ~400 rows x 152064 classes would be most of the step and carry no loss.
-        out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                    mm_token_type_ids=(ids == engine.image_token_id).to(torch.int32),
-                    pixel_values=turn.model_kwargs["pixel_values"],
-                    image_grid_thw=turn.model_kwargs["image_grid_thw"], logits_to_keep=len(target) + 1)
-        loss = F.cross_entropy(out.logits[0, :-1].float(), torch.tensor(target))
+        loss = answer_loss(engine, turn, target)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -85,3 +85,23 @@ def test_tiny_config_at_hidden_256_fits_k_quant_blocks_and_64_is_the_tests_model
     assert (small.hidden_size, small.intermediate_size, small.rope_parameters["mrope_section"]) == (64, 128, [2, 3, 3])
     with pytest.raises(ValueError, match="multiple of 16"):
         tiny_config(100)
+
+
+def test_box_speaker_loss_on_target_positions_equals_the_labels_loss():
+    import random
+
+    import tiny_box_speaker
+    from n3d_ros.engine.model import load_engine
+    from n3d_ros.engine.protocol.prompts import detection_text
+    from n3d_ros.engine.tiny import cached_tiny_checkpoint
+    from test_engine_speed import tiny_inputs
+
+    engine = load_engine(str(cached_tiny_checkpoint()), device="cpu", dtype="float32")
+    turn = engine.build_inputs(tiny_inputs(seed=0), detection_text())
+    target = engine.tokenizer.encode(tiny_box_speaker.synthetic_answer(random.Random(0)), add_special_tokens=False)
+    with torch.no_grad():
+        cheap = tiny_box_speaker.answer_loss(engine, turn, target)
+        full = tiny_box_speaker.answer_loss(engine, turn, target, full_logits=True)
+        shifted = tiny_box_speaker.answer_loss(engine, turn, target[1:] + target[:1])  # another answer
+    assert float(cheap) == pytest.approx(float(full), rel=1e-5)
+    assert abs(float(shifted) - float(full)) > 1e-3  # the comparison can tell answers apart
