@@ -5,7 +5,8 @@ A random-weight Qwen2.5-VL whose language model has a real shape (0.5b: Qwen2.5-
 14 heads, 2 KV heads; 1.5b: Qwen2.5-1.5B's, hidden 1536, 28 layers, where every row fits llama.cpp's 256-wide
 k-quant blocks as on the 7B; 7b: Qwen2.5-VL-7B's published config) so that reading the weights, not Python,
 sets the decode speed. Each GGUF's storage types are printed: a k-quant export of a shape whose rows are not
-multiples of 256 is stored in llama.cpp's fallback types, and is then not the q4_k_m the 7B gets. For each runtime it prints medians of:
+multiples of 256 is stored in llama.cpp's fallback types, and is then not the q4_k_m the 7B gets.
+For each runtime it prints medians of:
   * TTFT: detection prompt on a new 640x480 frame (vision stage + prefill + first token), and the vision stage
     alone (the same torch code for every runtime);
   * decode tok/s: single-token greedy steps after the prefix;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
 import sys
@@ -99,8 +101,6 @@ def bench_config(shape: str, layers: int = 0):
 
 def random_checkpoint(shape: str, device: str, save: bool, layers: int = 0):
     """(model fp32 on device, checkpoint dir or None). The directory is what export-gguf reads."""
-    import json
-
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -456,8 +456,6 @@ def load_peak_mib(directory, language_model: bool, dtype: str):
 
 def print_load_memory(directory):
     print("\n4. Loading the checkpoint, fresh process each: peak RSS MiB (MiB of weights kept)")
-    import json
-
     stored = json.loads((directory / "config.json").read_text()).get("dtype", "?")
     print(f"   the checkpoint is stored in {stored}: loaded in that dtype its weights stay memory-mapped and are read "
           "lazily; the other dtype converts them, so they are all read, as a move to a GPU reads them")
@@ -477,7 +475,7 @@ def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0, steps: int = 30
     from tiny_box_speaker import cached_box_speaker
 
     speaker = cached_box_speaker(steps, hidden)
-    boxes = {}
+    boxes, distinct = {}, {}
     for quant in ("f32", "q8_0", "q4_k_m"):
         path = gguf_dir / f"{speaker.name}-{quant}.gguf"
         if not path.is_file():
@@ -485,7 +483,8 @@ def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0, steps: int = 30
         print(f"   {path.name}: stored as {storage_mix(path)}", flush=True)
         base = load_engine(str(speaker), device="cpu", dtype="float32", max_new_tokens=200)
         engine = FastN3DEngine.from_engine(base, runtime=make_runtime(base, "llamacpp", str(path), n_threads=threads))
-        boxes[quant] = [parse_boxes(engine.detect(tiny_inputs(seed=s)).turn.text).boxes for s in range(frames)]
+        texts = [engine.detect(tiny_inputs(seed=s)).turn.text for s in range(frames)]
+        boxes[quant], distinct[quant] = [parse_boxes(t).boxes for t in texts], len(set(texts))
         engine.close()
     print(f"\n3. Bin agreement of box lines against the f32 export (tiny box speaker, hidden {hidden}, trained "
           f"{steps} steps, {frames} frames, greedy)")
@@ -500,6 +499,8 @@ def bin_agreement(frames: int, gguf_dir: Path, threads: int = 0, steps: int = 30
             mean_abs = sum(abs(a.bins[k] - b.bins[k]) for a, b in pairs) / max(1, len(pairs))
             cells.append(f"{exact:4.0%}/{mean_abs:4.1f}")
         print(f"   {quant:>7} {len(pairs):>3}/{total:<3} {same_class:>9.0%} " + " ".join(f"{c:>9}" for c in cells))
+    # the speaker was taught random bins, so its greedy answer may not depend on the frame at all: say so
+    print("   distinct answers over the frames: " + ", ".join(f"{q} {n} of {frames}" for q, n in distinct.items()))
     if hidden % 256:
         print(f"   (hidden {hidden}: no row is a multiple of 256, so llama.cpp stores q4_k_m's k-quant tensors in its "
               "fallback types)")

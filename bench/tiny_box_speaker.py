@@ -2,7 +2,8 @@
 
 The random tiny checkpoint writes garbage, so "passes per box line" measured on it says little about the
 real model. This starts from that checkpoint and fine-tunes only its language model (the vision tower and
-the 3D encoding run frozen, as in every forward) with teacher forcing on synthetic turn-1 answers (hidden 64, or 256 for the quantised-box measurement):
+the 3D encoding run frozen, as in every forward) with teacher forcing on synthetic turn-1 answers
+(hidden 64, or 256 for bench_runtimes' quantised-box measurement):
 2-5 lines `bbox_N=Bbox(<colour> <shape>,U,V,Z,500,SX,SY,SZ)` with random bins. About a minute on this
 CPU; cached next to the tiny checkpoint. Used by bench_speed.py only.
 """
@@ -89,13 +90,7 @@ def train_box_speaker(out_dir: Path, steps: int = 300, seed: int = 0, hidden: in
 
 
 def cached_box_speaker(steps: int = 300, hidden: int = 64) -> Path:
-    from n3d_ros.engine.protocol.tokenizer import cache_root
+    from n3d_ros.engine.protocol.tokenizer import cached_directory
 
-    target = cache_root() / (f"tiny_box_speaker_{steps}" if hidden == 64 else f"tiny_box_speaker_h{hidden}_{steps}")
-    if not (target / "generation_config.json").is_file():
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        train_box_speaker(tmp, steps, hidden=hidden)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.replace(target)
-    return target
+    name = f"tiny_box_speaker_{steps}" if hidden == 64 else f"tiny_box_speaker_h{hidden}_{steps}"
+    return cached_directory(name, "generation_config.json", lambda tmp: train_box_speaker(tmp, steps, hidden=hidden))

@@ -83,8 +83,9 @@ def test_tiny_config_at_hidden_256_fits_k_quant_blocks_and_64_is_the_tests_model
     assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2  # M-RoPE covers every rotary pair
     small = tiny_config().get_text_config()  # the default is the cached checkpoint every test loads
     assert (small.hidden_size, small.intermediate_size, small.rope_parameters["mrope_section"]) == (64, 128, [2, 3, 3])
-    with pytest.raises(ValueError, match="multiple of 16"):
-        tiny_config(100)
+    for bad in (100, 32):  # 32: sections of 0.5 pairs each; would build a model whose M-RoPE covers nothing
+        with pytest.raises(ValueError, match="multiple of 64"):
+            tiny_config(bad)
 
 
 def test_box_speaker_loss_on_target_positions_equals_the_labels_loss():

@@ -49,15 +49,16 @@ def tiny_config(hidden: int = 64):
     row of the 7B) is what the quantised-box measurement uses, so that q4_k_m is stored as q4_K / q6_K."""
     from transformers import Qwen2_5_VLConfig
 
-    if hidden % 16:
-        raise ValueError(f"tiny hidden size must be a multiple of 16 (4 heads of an even M-RoPE width), got {hidden}")
-    quarter = hidden // 4 // 2 // 8  # M-RoPE sections cover head_dim / 2 = hidden / 8 in the stock 2:3:3 split
+    # 4 heads: head_dim / 2 = hidden / 8 rotary pairs, split 2:3:3 among M-RoPE's (t, h, w) sections as stock
+    if hidden % 64:
+        raise ValueError(f"tiny hidden size must be a multiple of 64 (M-RoPE splits hidden / 8 pairs 2:3:3), got {hidden}")
+    unit = hidden // 64
     return Qwen2_5_VLConfig(
         text_config={
             "vocab_size": 152064, "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2,
             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 8192,
             "rms_norm_eps": 1e-6, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
-                                                      "mrope_section": [2 * quarter, 3 * quarter, 3 * quarter]},
+                                                      "mrope_section": [2 * unit, 3 * unit, 3 * unit]},
             "bos_token_id": 151643, "eos_token_id": 151645, "tie_word_embeddings": True,
         },
         vision_config={
